@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+// The mailcloak package: one target per component, so that this file shows
+// which component links which C library from Debian.
+import PackageDescription
+
+let package = Package(
+    name: "mailcloak",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mailcloak", targets: ["mailcloak"]),
+        .executable(name: "mailcloakctl", targets: ["mailcloakctl"]),
+        .executable(name: "mailcloak-bench", targets: ["mailcloak-bench"]),
+        .executable(name: "baseline-responder", targets: ["baseline-responder"]),
+    ],
+    targets: [
+        // C libraries from Debian: a module map and a shim header each.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CArgon2", providers: [.apt(["libargon2-dev"])]),
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // What Swift cannot call directly: epoll, eventfd, accept4, variadic curl setters.
+        .target(name: "CShim", dependencies: ["CCurl"]),
+
+        .target(name: "Log"),
+        .target(name: "Config", dependencies: ["CYAML", "Log"]),
+        .target(name: "Model"),
+        .target(name: "PolicyProtocol"),
+        .target(name: "Socketmap"),
+        .target(name: "Reactor", dependencies: ["CShim", "Log"]),
+        .target(name: "Store", dependencies: ["CLibPQ", "Model", "Config", "Log"]),
+        .target(name: "IdentityProvider", dependencies: ["CCurl", "CShim", "Model", "Config", "Log"]),
+        .target(name: "Resolver", dependencies: ["Model", "Config", "Log", "PolicyProtocol", "Socketmap"]),
+        .target(
+            name: "Server",
+            dependencies: [
+                "Reactor", "PolicyProtocol", "Socketmap", "Resolver", "Store", "IdentityProvider",
+                "Config", "Log", "Model",
+            ]
+        ),
+        .executableTarget(name: "mailcloak", dependencies: ["Server", "Config", "Log", "Store", "IdentityProvider"]),
+        .executableTarget(
+            name: "mailcloakctl",
+            dependencies: ["Store", "Config", "Log", "Model", "CArgon2", "CSQLite"]
+        ),
+        .executableTarget(name: "mailcloak-bench", dependencies: ["CShim"]),
+        .executableTarget(name: "baseline-responder"),
+
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model"]),
+        .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol"]),
+        .testTarget(name: "SocketmapTests", dependencies: ["Socketmap"]),
+        .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
+        .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config"]),
+        .testTarget(name: "IdentityProviderTests", dependencies: ["IdentityProvider", "Model", "Config"]),
+        // Tests against real services: PostgreSQL, the Keycloak development
+        // directory, Postfix. scripts/test.sh starts what they need.
+        .testTarget(name: "StoreIntegrationTests", dependencies: ["Store", "Config", "Model", "Log"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Config", "Model", "Log"]),
+    ]
+)

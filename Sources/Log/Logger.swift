@@ -1,0 +1,181 @@
+// Structured logging: one event per line, a constant event text plus
+// key=value metadata (or one JSON object per line), written to stderr.
+// The message and metadata are autoclosures, so a disabled level costs one
+// atomic load and one comparison.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Severity of a log event, lowest first.
+public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// The level's name as written in configuration and in log lines.
+    public var name: String {
+        switch self {
+        case .trace: "trace"
+        case .debug: "debug"
+        case .info: "info"
+        case .notice: "notice"
+        case .warning: "warning"
+        case .error: "error"
+        case .critical: "critical"
+        }
+    }
+
+    /// Parses a level name as written in configuration; nil when unknown.
+    public init?(name: String) {
+        guard let level = LogLevel.allCases.first(where: { $0.name == name.lowercased() }) else { return nil }
+        self = level
+    }
+}
+
+/// Output format of log lines.
+public enum LogFormat: String, Sendable {
+    case keyValue = "keyvalue"
+    case json
+}
+
+/// Metadata keys. A closed set, so that log searches can rely on the names.
+public enum LogKey: String, Sendable {
+    case connection = "conn.id"
+    case peer
+    case listener
+    case service
+    case map
+    case key
+    case state
+    case action
+    case sender
+    case recipient
+    case saslUsername = "sasl.username"
+    case saslMethod = "sasl.method"
+    case error
+    case errno
+    case path
+    case address
+    case count
+    case duration = "duration.ms"
+    case version
+    case table
+    case rows
+    case age = "age.s"
+    case attempt
+    case delay = "delay.ms"
+    case url
+    case status
+    case realm
+    case provider
+    case user
+    case reason
+    case limit
+    case value
+    case threads
+    case workers
+}
+
+/// A process-wide logger. Thread-safe: the level is atomic and each line is
+/// written with one `write(2)` call, so lines from several threads never mix.
+public final class Logger: Sendable {
+    /// The logger every component uses unless handed another.
+    public static let shared = Logger()
+
+    private let levelStorage = Atomic<Int>(LogLevel.info.rawValue)
+    private let formatStorage = Atomic<Int>(0)
+    private let fileDescriptor: Int32
+
+    public init(fileDescriptor: Int32 = 2) {
+        self.fileDescriptor = fileDescriptor
+    }
+
+    /// The lowest level that is written.
+    public var level: LogLevel {
+        get { LogLevel(rawValue: levelStorage.load(ordering: .relaxed)) ?? .info }
+        set { levelStorage.store(newValue.rawValue, ordering: .relaxed) }
+    }
+
+    public var format: LogFormat {
+        get { formatStorage.load(ordering: .relaxed) == 0 ? .keyValue : .json }
+        set { formatStorage.store(newValue == .keyValue ? 0 : 1, ordering: .relaxed) }
+    }
+
+    /// Reports whether events at `level` are written, for callers that
+    /// would otherwise do work only to build metadata.
+    @inline(__always)
+    public func isEnabled(_ level: LogLevel) -> Bool {
+        level.rawValue >= levelStorage.load(ordering: .relaxed)
+    }
+
+    /// Writes one event when `level` is enabled.
+    @inline(__always)
+    public func log(
+        _ level: LogLevel, _ event: @autoclosure () -> String,
+        _ metadata: @autoclosure () -> [(LogKey, String)] = []
+    ) {
+        guard isEnabled(level) else { return }
+        emit(level, event(), metadata())
+    }
+
+    public func trace(_ event: @autoclosure () -> String, _ metadata: @autoclosure () -> [(LogKey, String)] = []) {
+        log(.trace, event(), metadata())
+    }
+
+    public func debug(_ event: @autoclosure () -> String, _ metadata: @autoclosure () -> [(LogKey, String)] = []) {
+        log(.debug, event(), metadata())
+    }
+
+    public func info(_ event: @autoclosure () -> String, _ metadata: @autoclosure () -> [(LogKey, String)] = []) {
+        log(.info, event(), metadata())
+    }
+
+    public func notice(_ event: @autoclosure () -> String, _ metadata: @autoclosure () -> [(LogKey, String)] = []) {
+        log(.notice, event(), metadata())
+    }
+
+    public func warning(_ event: @autoclosure () -> String, _ metadata: @autoclosure () -> [(LogKey, String)] = []) {
+        log(.warning, event(), metadata())
+    }
+
+    public func error(_ event: @autoclosure () -> String, _ metadata: @autoclosure () -> [(LogKey, String)] = []) {
+        log(.error, event(), metadata())
+    }
+
+    public func critical(_ event: @autoclosure () -> String, _ metadata: @autoclosure () -> [(LogKey, String)] = []) {
+        log(.critical, event(), metadata())
+    }
+
+    private func emit(_ level: LogLevel, _ event: String, _ metadata: [(LogKey, String)]) {
+        let line = format == .json
+            ? LogLineFormatter.json(level: level, event: event, metadata: metadata, time: Self.timestamp())
+            : LogLineFormatter.keyValue(level: level, event: event, metadata: metadata, time: Self.timestamp())
+        var bytes = Array(line.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                if written <= 0 { break }
+                offset += written
+            }
+        }
+    }
+
+    /// Formats the current UTC time as RFC 3339 with milliseconds.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+            + "\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+    }
+}
