@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Model"),
         .target(name: "PolicyProtocol"),
         .target(name: "Socketmap"),
-        .target(name: "Reactor", dependencies: ["CShim", "Log"]),
+        .target(name: "Reactor", dependencies: ["CShim", "Log", "Config"]),
         .target(name: "Store", dependencies: ["CLibPQ", "Model", "Config", "Log"]),
         .target(name: "IdentityProvider", dependencies: ["CCurl", "CShim", "Model", "Config", "Log"]),
         .target(name: "Resolver", dependencies: ["Model", "Config", "Log", "PolicyProtocol", "Socketmap"]),

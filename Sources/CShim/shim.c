@@ -2,6 +2,7 @@
 #include "CShim.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -75,3 +76,5 @@ CURLcode mc_curl_setopt_write_function(CURL *curl,
 CURLcode mc_curl_getinfo_long(CURL *curl, CURLINFO info, long *value) {
     return curl_easy_getinfo(curl, info, value);
 }
+
+int mc_set_thread_name(pthread_t thread, const char *name) { return pthread_setname_np(thread, name); }

@@ -6,6 +6,7 @@
 #define MAILCLOAK_CSHIM_H
 
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <curl/curl.h>
 
@@ -45,5 +46,8 @@ CURLcode mc_curl_setopt_string(CURL *curl, CURLoption option, const char *value)
 CURLcode mc_curl_setopt_write_function(CURL *curl,
                                        size_t (*callback)(char *, size_t, size_t, void *));
 CURLcode mc_curl_getinfo_long(CURL *curl, CURLINFO info, long *value);
+
+/// Names a thread for ps and gdb; at most 15 bytes.
+int mc_set_thread_name(pthread_t thread, const char *name);
 
 #endif

@@ -1,0 +1,326 @@
+// One reactor thread: an epoll selector, the listeners it accepts from, the
+// connections it accepted, and a queue through which other threads hand it
+// work. All mutable state except that queue belongs to the loop's thread.
+//
+// NOTE: Deadlines are checked every 250 ms, so an idle or stalled connection
+// can stay open up to 250 ms past its timeout.
+import CShim
+import Log
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Creates the protocol handler of each accepted connection, on its loop's thread.
+public protocol ConnectionHandlerFactory: Sendable {
+    func makeHandler(for connection: Connection) -> any ConnectionHandler
+}
+
+/// Per-connection limits that the loop enforces.
+public struct ConnectionLimits: Sendable {
+    /// Seconds without traffic, with no request in progress, before a close.
+    public var idleTimeout: Double
+    /// Seconds a started request or pending output may take.
+    public var ioTimeout: Double
+    /// Bytes read but not yet consumed, at most; past it the connection closes.
+    public var maxBufferedInput: Int
+    /// Bytes queued for a slow reader, at most; past it the connection closes.
+    public var maxBufferedOutput: Int
+
+    public init(idleTimeout: Double, ioTimeout: Double, maxBufferedInput: Int = 256 * 1024,
+                maxBufferedOutput: Int = 1024 * 1024) {
+        self.idleTimeout = idleTimeout
+        self.ioTimeout = ioTimeout
+        self.maxBufferedInput = maxBufferedInput
+        self.maxBufferedOutput = maxBufferedOutput
+    }
+}
+
+private let wakeToken: UInt64 = 0
+private let firstConnectionID: UInt64 = 1 << 20
+private let connectionIDs = Atomic<UInt64>(firstConnectionID)
+
+/// A single-threaded reactor.
+///
+/// `@unchecked Sendable` because every stored property is either immutable,
+/// guarded by its own lock (`pending`, `stopRequested`), or touched only by
+/// the loop's thread; methods that touch loop state check that they run there.
+public final class EventLoop: @unchecked Sendable {
+    public let index: Int
+    let selector: EpollSelector
+    let wakeDescriptor: Int32
+    let limits: ConnectionLimits
+    let factory: any ConnectionHandlerFactory
+    let logger: Logger
+    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let stopRequested = Atomic<Bool>(false)
+    private let connectionCount = Atomic<Int>(0)
+
+    var listeners: [ListeningSocket] = []
+    private var pausedListeners: Set<Int> = []
+    var connections: [ConnectionID: Connection] = [:]
+    private var readableQueue: [Connection] = []
+    private var scratch = [UInt8](repeating: 0, count: 65536)
+    private(set) var now: Double = monotonicSeconds()
+    private var lastSweep: Double = monotonicSeconds()
+    private var threadID: pthread_t?
+
+    init(index: Int, limits: ConnectionLimits, factory: any ConnectionHandlerFactory, logger: Logger)
+        throws(ReactorError)
+    {
+        self.index = index
+        self.limits = limits
+        self.factory = factory
+        self.logger = logger
+        selector = try EpollSelector()
+        wakeDescriptor = mc_eventfd()
+        guard wakeDescriptor >= 0 else { throw .systemCall("eventfd", errno) }
+        try selector.add(wakeDescriptor, interest: .read, token: wakeToken)
+    }
+
+    deinit { Glibc.close(wakeDescriptor) }
+
+    /// Connections currently open on this loop; readable from any thread.
+    public var openConnections: Int { connectionCount.load(ordering: .relaxed) }
+
+    /// Runs `task` on the loop's thread, soon. Callable from any thread.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
+        let wasEmpty = pending.withLock { queue in
+            queue.append(task)
+            return queue.count == 1
+        }
+        if wasEmpty { _ = mc_eventfd_signal(wakeDescriptor) }
+    }
+
+    /// Hands `message` to the handler of connection `id`, on the loop's thread.
+    /// Dropped when the connection has closed meanwhile.
+    public func deliver(_ message: any Sendable, to id: ConnectionID) {
+        execute { [self] in
+            guard let connection = connections[id], !connection.isClosed else { return }
+            connection.handler?.connectionReceived(message, on: connection)
+            connection.closeIfFinished()
+        }
+    }
+
+    func addListener(_ listener: ListeningSocket) throws(ReactorError) {
+        listeners.append(listener)
+        try selector.add(listener.descriptor, interest: .read, token: UInt64(listeners.count), exclusive: true)
+    }
+
+    func requestStop() {
+        stopRequested.store(true, ordering: .relaxed)
+        _ = mc_eventfd_signal(wakeDescriptor)
+    }
+
+    /// Runs the loop until `requestStop()`; then closes every connection.
+    func run() {
+        threadID = pthread_self()
+        while !stopRequested.load(ordering: .relaxed) {
+            selector.wait(timeoutMilliseconds: 250) { token, events in
+                handle(token: token, events: events)
+            }
+            now = monotonicSeconds()
+            drainReadableQueue()
+            if now - lastSweep >= 0.25 {
+                sweep()
+                lastSweep = now
+            }
+        }
+        runPending()
+        for connection in Array(connections.values) {
+            close(connection, reason: .shutdown)
+        }
+    }
+
+    private func handle(token: UInt64, events: UInt32) {
+        if token == wakeToken {
+            _ = mc_eventfd_drain(wakeDescriptor)
+            runPending()
+        } else if token < firstConnectionID {
+            acceptConnections(from: Int(token) - 1)
+        } else if let connection = connections[token] {
+            if events & UInt32(truncatingIfNeeded: MC_EPOLLOUT) != 0 {
+                connection.flush()
+            }
+            let readable = UInt32(truncatingIfNeeded: MC_EPOLLIN) | UInt32(truncatingIfNeeded: MC_EPOLLHUP)
+                | UInt32(truncatingIfNeeded: MC_EPOLLERR) | UInt32(truncatingIfNeeded: MC_EPOLLRDHUP)
+            if events & readable != 0, !connection.isClosed {
+                readAvailable(connection)
+            }
+        }
+    }
+
+    private func runPending() {
+        let tasks = pending.withLock { queue in
+            let taken = queue
+            queue.removeAll(keepingCapacity: true)
+            return taken
+        }
+        for task in tasks { task() }
+    }
+
+    // MARK: Accepting
+
+    private func acceptConnections(from listenerIndex: Int) {
+        let listener = listeners[listenerIndex]
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    mc_accept_nonblocking(listener.descriptor, $0, &length)
+                }
+            }
+            if fd < 0 {
+                handleAcceptError(errno, listenerIndex: listenerIndex)
+                return
+            }
+            let peer = listener.info.isUnix ? "unix" : describePeer(storage)
+            if !listener.info.isUnix { setNoDelay(fd) }
+            register(fd: fd, peer: peer, listener: listener.info)
+        }
+    }
+
+    private func handleAcceptError(_ code: Int32, listenerIndex: Int) {
+        switch code {
+        case EAGAIN, EINTR, ECONNABORTED, EPROTO:
+            return
+        default:
+            // Out of descriptors or memory: stop accepting on this loop until the
+            // next sweep, or the level-triggered listener would spin.
+            logger.warning("accept failed, pausing listener", [
+                (.listener, listeners[listenerIndex].info.name), (.errno, String(code)),
+                (.error, String(cString: strerror(code))),
+            ])
+            selector.remove(listeners[listenerIndex].descriptor)
+            pausedListeners.insert(listenerIndex)
+        }
+    }
+
+    private func register(fd: Int32, peer: String, listener: ListenerInfo) {
+        let id = connectionIDs.add(1, ordering: .relaxed).newValue
+        let connection = Connection(
+            id: id, peer: peer, listener: listener, transport: SocketTransport(fileDescriptor: fd), loop: self, now: now)
+        do {
+            try selector.add(fd, interest: .read, token: id)
+        } catch {
+            logger.error("connection registration failed", [(.peer, peer), (.error, String(describing: error))])
+            connection.transport.close()
+            return
+        }
+        connections[id] = connection
+        connectionCount.add(1, ordering: .relaxed)
+        connection.handler = factory.makeHandler(for: connection)
+        logger.debug("connection opened", [(.connection, String(id)), (.peer, peer), (.listener, listener.name)])
+    }
+
+    // MARK: Reading
+
+    private func readAvailable(_ connection: Connection) {
+        let result = scratch.withUnsafeMutableBytes { connection.transport.read(into: $0) }
+        switch result {
+        case .bytes(let count):
+            connection.lastActivity = now
+            connection.input.append(contentsOf: scratch[0..<count])
+            if connection.bufferedInputCount > limits.maxBufferedInput {
+                close(connection, reason: .inputLimit)
+                return
+            }
+            if !connection.isReadingPaused {
+                connection.handler?.connectionReadable(connection)
+            }
+        case .wouldBlock:
+            return
+        case .endOfStream:
+            endOfInput(connection)
+        case .failed:
+            close(connection, reason: .readFailed)
+        }
+    }
+
+    /// The peer closed its sending side. A request in progress or queued output
+    /// is still finished; otherwise the connection closes now.
+    private func endOfInput(_ connection: Connection) {
+        connection.inputClosed = true
+        updateInterest(connection, removing: .read)
+        connection.closeIfFinished()
+    }
+
+    func scheduleReadable(_ connection: Connection) {
+        readableQueue.append(connection)
+    }
+
+    private func drainReadableQueue() {
+        while !readableQueue.isEmpty {
+            let batch = readableQueue
+            readableQueue.removeAll()
+            for connection in batch where !connection.isClosed && !connection.isReadingPaused {
+                if connection.bufferedInputCount > 0 {
+                    connection.handler?.connectionReadable(connection)
+                }
+                connection.closeIfFinished()
+            }
+        }
+    }
+
+    // MARK: Interest, deadlines and closing
+
+    func updateInterest(_ connection: Connection, adding added: IOInterest = [], removing removed: IOInterest = []) {
+        var interest = connection.interest.union(added)
+        interest.subtract(removed)
+        if connection.inputClosed { interest.remove(.read) }
+        guard interest != connection.interest, !connection.isClosed else { return }
+        connection.interest = interest
+        selector.modify(connection.transport.fileDescriptor, interest: interest, token: connection.id)
+        if connection.output.count - connection.outputStart > limits.maxBufferedOutput {
+            close(connection, reason: .outputLimit)
+        }
+    }
+
+    private func sweep() {
+        for index in pausedListeners {
+            try? selector.add(listeners[index].descriptor, interest: .read, token: UInt64(index + 1), exclusive: true)
+        }
+        pausedListeners.removeAll()
+        var expired: [(Connection, CloseReason)] = []
+        for connection in connections.values {
+            if let started = connection.requestStarted, now - started > limits.ioTimeout {
+                expired.append((connection, .ioTimeout))
+            } else if let since = connection.outputPendingSince, now - since > limits.ioTimeout {
+                expired.append((connection, .ioTimeout))
+            } else if !connection.isReadingPaused, connection.requestStarted == nil,
+                now - connection.lastActivity > limits.idleTimeout
+            {
+                expired.append((connection, .idleTimeout))
+            }
+        }
+        for (connection, reason) in expired {
+            close(connection, reason: reason)
+        }
+    }
+
+    func close(_ connection: Connection, reason: CloseReason) {
+        guard !connection.isClosed else { return }
+        connection.isClosed = true
+        selector.remove(connection.transport.fileDescriptor)
+        connection.transport.close()
+        connections[connection.id] = nil
+        connectionCount.subtract(1, ordering: .relaxed)
+        logger.debug("connection closed", [(.connection, String(connection.id)), (.reason, reason.rawValue)])
+        let handler = connection.handler
+        connection.handler = nil
+        handler?.connectionClosed(connection, reason: reason)
+    }
+}
+
+/// Seconds on the monotonic clock.
+public func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+private func setNoDelay(_ fd: Int32) {
+    var one: Int32 = 1
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+}
