@@ -69,3 +69,9 @@ public struct Snapshot: Sendable {
         return alias
     }
 }
+
+/// Something that holds the current snapshot, such as the PostgreSQL store.
+public protocol SnapshotProvider: AnyObject, Sendable {
+    /// The newest snapshot, or nil before the first one loaded. Cheap; called per request.
+    var current: Snapshot? { get }
+}

@@ -48,7 +48,7 @@ public final class Connection {
     var output: [UInt8] = []
     var outputStart = 0
     var interest: IOInterest = .read
-    var isClosed = false
+    public internal(set) var isClosed = false
     var closeAfterFlush = false
     /// The peer shut down its sending side; close once the last reply is out.
     var inputClosed = false
@@ -71,6 +71,9 @@ public final class Connection {
         self.loop = loop
         self.lastActivity = now
     }
+
+    /// The event loop that owns this connection; `deliver(_:to:)` reaches it from other threads.
+    public var eventLoop: EventLoop { loop }
 
     /// The number of bytes read and not yet consumed.
     public var bufferedInputCount: Int { input.count - inputStart }

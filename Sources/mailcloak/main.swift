@@ -1,1 +1,127 @@
-print("not built yet")
+// The mailcloak daemon's command line: `serve`, `check` and `version`.
+// Exit status: 0 success, 1 a runtime or check failure, 2 a usage error.
+import Config
+import IdentityProvider
+import Log
+import Server
+import Store
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+    usage: mailcloak serve --config FILE
+           mailcloak check --config FILE
+           mailcloak version
+    """
+
+func fail(_ message: String, status: Int32 = 1) -> Never {
+    Logger.shared.critical(message)
+    exit(status)
+}
+
+func usageError(_ message: String) -> Never {
+    let text = "mailcloak: \(message)\n\(usage)\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
+    exit(2)
+}
+
+func printLine(_ text: String) {
+    let line = text + "\n"
+    _ = line.withCString { write(1, $0, strlen($0)) }
+}
+
+/// Reads `--config FILE` from the arguments after the command.
+func configPath(_ arguments: ArraySlice<String>) -> String {
+    var rest = arguments
+    var path: String?
+    while let argument = rest.popFirst() {
+        switch argument {
+        case "--config", "-c":
+            guard let value = rest.popFirst() else { usageError("--config needs a file") }
+            path = value
+        default:
+            usageError("unknown argument \(argument)")
+        }
+    }
+    guard let path else { usageError("--config FILE is required") }
+    return path
+}
+
+func loadConfiguration(_ path: String) -> Configuration {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        fail("configuration invalid: \(error)")
+    }
+}
+
+func applyLogSettings(_ configuration: Configuration) {
+    Logger.shared.level = LogLevel(name: configuration.log.level) ?? .info
+    Logger.shared.format = LogFormat(rawValue: configuration.log.format) ?? .keyValue
+}
+
+/// Validates the configuration and reports whether PostgreSQL and the identity provider answer.
+func runCheck(_ path: String) -> Never {
+    let configuration = loadConfiguration(path)
+    printLine("configuration: ok (\(path), \(configuration.listeners.count) listener(s))")
+    var healthy = true
+    switch checkDatabase(config: configuration.database) {
+    case .success(let text): printLine("database: ok (\(text))")
+    case .failure(let error):
+        printLine("database: FAILED (\(error))")
+        healthy = false
+    }
+    switch checkIdentityProvider(config: configuration.identity) {
+    case .success(let text): printLine("identity provider: ok (\(text))")
+    case .failure(let error):
+        printLine("identity provider: FAILED (\(error))")
+        healthy = false
+    }
+    exit(healthy ? 0 : 1)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+func runServe(_ path: String) -> Never {
+    let configuration = loadConfiguration(path)
+    applyLogSettings(configuration)
+    signal(SIGPIPE, SIG_IGN)
+    // Block the signals in every thread; this thread takes them with sigwait.
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    for number in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, number) }
+    pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+    let server: MailcloakServer
+    do {
+        server = try MailcloakServer(configuration: configuration)
+    } catch {
+        fail("start failed: \(error)")
+    }
+    Logger.shared.info("mailcloak starting", [(.version, mailcloakVersion)])
+    server.start()
+    while true {
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        if received == SIGHUP {
+            // NOTE: Nothing is reloaded yet; every setting needs a restart.
+            Logger.shared.notice("SIGHUP received; this version reloads nothing, restart to apply changes")
+            continue
+        }
+        Logger.shared.info("stopping", [(.reason, received == SIGTERM ? "SIGTERM" : "SIGINT")])
+        server.stop()
+        exit(0)
+    }
+}
+
+let arguments = CommandLine.arguments.dropFirst()
+switch arguments.first {
+case "serve": runServe(configPath(arguments.dropFirst()))
+case "check": runCheck(configPath(arguments.dropFirst()))
+case "version", "--version":
+    printLine("mailcloak \(mailcloakVersion)")
+case "help", "--help", "-h":
+    printLine(usage)
+case .some(let command): usageError("unknown command \(command)")
+case .none: usageError("a command is required")
+}

@@ -1,0 +1,217 @@
+// One connection's protocol state: which protocol it speaks (picked by the
+// first byte: a letter starts a policy request, a digit a netstring), the
+// decoder, and the request waiting for an identity lookup. Requests on one
+// connection are answered strictly in order; while one waits for a worker,
+// further input stays buffered.
+import Log
+import Model
+import PolicyProtocol
+import Reactor
+import Resolver
+import Socketmap
+
+/// A decoded request waiting for its answer.
+private enum PendingRequest {
+    case policy(PolicyRequest)
+    case socketmap(SocketmapRequest)
+}
+
+/// The protocol handler of one connection; lives on its event loop's thread.
+final class ProtocolSession: ConnectionHandler {
+    private enum Framing {
+        case undetermined
+        case policy(PolicyRequestDecoder)
+        case socketmap(NetstringDecoder)
+    }
+
+    /// Most identity lookups one request may need (login, then address).
+    private static let maxLookupRounds = 4
+
+    private let context: ServiceContext
+    private var framing: Framing = .undetermined
+    private var pending: PendingRequest?
+    private var fetched: FetchedIdentities = [:]
+    private var generation: UInt64 = 0
+
+    init(context: ServiceContext) {
+        self.context = context
+    }
+
+    func connectionReadable(_ connection: Connection) {
+        while pending == nil, !connection.isClosed, connection.bufferedInputCount > 0 {
+            guard let request = decodeNext(connection) else { return }
+            answer(request, on: connection)
+        }
+    }
+
+    func connectionReceived(_ message: any Sendable, on connection: Connection) {
+        guard let completion = message as? LookupCompletion, completion.generation == generation,
+            let request = pending
+        else { return }
+        fetched[completion.key] = completion.result
+        answer(request, on: connection)
+    }
+
+    func connectionClosed(_ connection: Connection, reason: CloseReason) {
+        pending = nil
+    }
+
+    // MARK: Decoding
+
+    private func decodeNext(_ connection: Connection) -> PendingRequest? {
+        if case .undetermined = framing {
+            guard selectFraming(connection) else { return nil }
+        }
+        var decoded: PendingRequest?
+        var failure: String?
+        connection.withInput { buffer in
+            switch framing {
+            case .undetermined:
+                return 0
+            case .policy(var decoder):
+                defer { framing = .policy(decoder) }
+                do {
+                    guard let (request, consumed) = try decoder.next(in: buffer) else { return 0 }
+                    decoded = .policy(request)
+                    return consumed
+                } catch {
+                    failure = String(describing: error)
+                    return 0
+                }
+            case .socketmap(var decoder):
+                defer { framing = .socketmap(decoder) }
+                do {
+                    guard let (range, consumed) = try decoder.next(in: buffer) else { return 0 }
+                    let payload = UnsafeRawBufferPointer(rebasing: buffer[range])
+                    if let request = SocketmapRequest(payload: payload) {
+                        decoded = .socketmap(request)
+                    } else {
+                        failure = "socketmap request without a space between map name and key"
+                    }
+                    return consumed
+                } catch {
+                    failure = String(describing: error)
+                    return 0
+                }
+            }
+        }
+        if let failure {
+            rejectInput(connection, reason: failure)
+            return nil
+        }
+        if decoded == nil {
+            connection.markRequestStarted()
+        } else {
+            connection.markRequestComplete()
+        }
+        return decoded
+    }
+
+    /// Picks the protocol from the first byte and checks that the listener offers it.
+    private func selectFraming(_ connection: Connection) -> Bool {
+        var first: UInt8 = 0
+        connection.withInput { buffer in
+            first = buffer[0]
+            return 0
+        }
+        let isLetter = (first | 0x20) >= UInt8(ascii: "a") && (first | 0x20) <= UInt8(ascii: "z")
+        let isDigit = first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")
+        if isLetter && connection.listener.services.contains(.policy) {
+            framing = .policy(PolicyRequestDecoder(limits: context.policyLimits))
+            return true
+        }
+        if isDigit && connection.listener.services.contains(.socketmap) {
+            framing = .socketmap(NetstringDecoder(maxLength: context.socketmapMaxRequestSize))
+            return true
+        }
+        rejectInput(connection, reason: "first byte \(first) starts no protocol this listener offers")
+        return false
+    }
+
+    /// Logs a malformed or oversized request and closes; Postfix reconnects and retries.
+    private func rejectInput(_ connection: Connection, reason: String) {
+        context.logger.warning("malformed request, closing connection", [
+            (.connection, String(connection.id)), (.peer, connection.peer),
+            (.listener, connection.listener.name), (.error, reason),
+        ])
+        connection.close(reason: .protocolError)
+    }
+
+    // MARK: Answering
+
+    private func answer(_ request: PendingRequest, on connection: Connection) {
+        switch request {
+        case .policy(let policyRequest):
+            guard policyRequest.request == "smtpd_access_policy" else {
+                rejectInput(connection, reason: "unsupported request type \(policyRequest.request ?? "(none)")")
+                return
+            }
+            switch context.resolver.decide(policyRequest, fetched: fetched) {
+            case .decided(let action):
+                finish(connection, reply: action.encoded)
+                logDecision(connection, policyRequest, action)
+            case .needs(let key):
+                startLookup(key, for: request, on: connection, busyReply: PolicyAction.overloaded.encoded)
+            }
+        case .socketmap(let mapRequest):
+            switch context.resolver.lookup(mapRequest, fetched: fetched) {
+            case .decided(let reply):
+                finish(connection, reply: reply.encoded)
+                context.logger.debug("socketmap reply", [
+                    (.connection, String(connection.id)), (.map, mapRequest.name), (.key, mapRequest.key),
+                    (.action, String(decoding: reply.encoded, as: UTF8.self)),
+                ])
+            case .needs(let key):
+                startLookup(key, for: request, on: connection, busyReply: SocketmapReply.temp("server busy").encoded)
+            }
+        }
+    }
+
+    private func finish(_ connection: Connection, reply: [UInt8]) {
+        connection.send(reply)
+        fetched.removeAll(keepingCapacity: true)
+        if pending != nil {
+            pending = nil
+            connection.isReadingPaused = false
+        }
+    }
+
+    /// Hands one identity lookup to a worker; its answer comes back through the loop.
+    private func startLookup(_ key: IdentityKey, for request: PendingRequest, on connection: Connection,
+                             busyReply: [UInt8]) {
+        guard fetched.count < Self.maxLookupRounds else {
+            context.logger.error("decision needed too many identity lookups", [(.key, key.description)])
+            finish(connection, reply: busyReply)
+            return
+        }
+        generation &+= 1
+        let ticket = generation
+        let loop = connection.eventLoop
+        let id = connection.id
+        let identities = context.identities
+        let submitted = context.workers.submit {
+            let result: Result<IdentityAnswer, IdentityLookupError>
+            do throws(IdentityLookupError) {
+                result = .success(try identities.lookup(key))
+            } catch {
+                result = .failure(error)
+            }
+            loop.deliver(LookupCompletion(generation: ticket, key: key, result: result), to: id)
+        }
+        guard submitted else {
+            context.logger.warning("lookup queue full, answering busy", [(.connection, String(id))])
+            finish(connection, reply: busyReply)
+            return
+        }
+        pending = request
+        connection.isReadingPaused = true
+    }
+
+    private func logDecision(_ connection: Connection, _ request: PolicyRequest, _ action: PolicyAction) {
+        context.logger.debug("policy decision", [
+            (.connection, String(connection.id)), (.state, request.protocolState),
+            (.saslUsername, request.saslUsername), (.saslMethod, request.saslMethod),
+            (.sender, request.sender ?? ""), (.recipient, request.recipient ?? ""), (.action, action.actionText),
+        ])
+    }
+}
