@@ -1,0 +1,244 @@
+import Config
+import Foundation
+import Reactor
+import Synchronization
+import Testing
+
+/// Replies `ok\n` to every complete line; closes on a line `bye`.
+private final class LineHandler: ConnectionHandler {
+    func connectionReadable(_ connection: Connection) {
+        var lines: [String] = []
+        connection.withInput { buffer in
+            var consumed = 0
+            while let newline = buffer[consumed...].firstIndex(of: UInt8(ascii: "\n")) {
+                lines.append(String(decoding: buffer[consumed..<newline], as: UTF8.self))
+                consumed = newline + 1
+            }
+            return consumed
+        }
+        if connection.bufferedInputCount > 0 { connection.markRequestStarted() } else { connection.markRequestComplete() }
+        for line in lines {
+            if line == "bye" {
+                connection.close(reason: .protocolError)
+                return
+            }
+            if line == "later" {
+                // Answer from another thread, as a worker would.
+                connection.isReadingPaused = true
+                let loop = connection.eventLoop
+                let id = connection.id
+                Thread.detachNewThread { loop.deliver("late\n", to: id) }
+                return
+            }
+            connection.send(Array("ok \(line)\n".utf8))
+        }
+    }
+
+    func connectionReceived(_ message: any Sendable, on connection: Connection) {
+        connection.send(Array((message as! String).utf8))
+        connection.isReadingPaused = false
+    }
+
+    func connectionClosed(_ connection: Connection, reason: CloseReason) {}
+}
+
+private struct LineFactory: ConnectionHandlerFactory {
+    func makeHandler(for connection: Connection) -> any ConnectionHandler { LineHandler() }
+}
+
+private func startGroup(idleTimeout: Double = 60, ioTimeout: Double = 60, maxInput: Int = 1024)
+    throws -> (ServerLoopGroup, UInt16)
+{
+    let listener = try ListeningSocket.bind(ListenerConfig(name: "test", address: .tcp(host: "127.0.0.1", port: 0)))
+    let group = try ServerLoopGroup(
+        threadCount: 2, listeners: [listener],
+        limits: ConnectionLimits(idleTimeout: idleTimeout, ioTimeout: ioTimeout, maxBufferedInput: maxInput),
+        factory: LineFactory())
+    group.start()
+    return (group, listener.port!)
+}
+
+/// A blocking test client with a receive timeout.
+private final class Client {
+    let fd: Int32
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) {
+        _ = text.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    }
+
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Reads until `count` bytes arrived, the peer closed, or the timeout passed.
+    func read(count: Int) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < count {
+            let received = recv(fd, &chunk, chunk.count, 0)
+            if received <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<received])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Reports whether the peer closed the connection (read returns 0).
+    func isClosedByPeer() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, 0) == 0
+    }
+}
+
+@Suite struct ReactorTests {
+    @Test func loopAnswersManyRequestsOnOneConnection() throws {
+        let (group, port) = try startGroup()
+        defer { group.stop() }
+        let client = try Client(port: port)
+        for index in 0..<50 {
+            client.send("req\(index)\n")
+            #expect(client.read(count: "ok req\(index)\n".utf8.count) == "ok req\(index)\n")
+        }
+    }
+
+    @Test func loopKeepsOrderOfPipelinedRequests() throws {
+        let (group, port) = try startGroup()
+        defer { group.stop() }
+        let client = try Client(port: port)
+        client.send("a\nlater\nb\n")
+        #expect(client.read(count: 15) == "ok a\nlate\nok b\n")
+    }
+
+    @Test func loopAnswersSplitRequest() throws {
+        let (group, port) = try startGroup()
+        defer { group.stop() }
+        let client = try Client(port: port)
+        client.send("par")
+        usleep(50_000)
+        client.send("tial\n")
+        #expect(client.read(count: 11) == "ok partial\n")
+    }
+
+    @Test func loopFinishesRepliesAfterHalfClose() throws {
+        let (group, port) = try startGroup()
+        defer { group.stop() }
+        let client = try Client(port: port)
+        client.send("later\nx\n")
+        client.shutdownWrite()
+        #expect(client.read(count: 100) == "late\nok x\n")
+    }
+
+    @Test func loopClosesConnectionOverInputLimit() throws {
+        let (group, port) = try startGroup(maxInput: 1024)
+        defer { group.stop() }
+        let client = try Client(port: port)
+        client.send(String(repeating: "x", count: 4000))
+        #expect(client.isClosedByPeer())
+    }
+
+    @Test func loopClosesIdleConnection() throws {
+        let (group, port) = try startGroup(idleTimeout: 0.3)
+        defer { group.stop() }
+        let client = try Client(port: port)
+        client.send("one\n")
+        #expect(client.read(count: 7) == "ok one\n")
+        #expect(client.isClosedByPeer())
+    }
+
+    @Test func loopClosesStalledPartialRequest() throws {
+        let (group, port) = try startGroup(idleTimeout: 60, ioTimeout: 0.3)
+        defer { group.stop() }
+        let client = try Client(port: port)
+        client.send("no newline")
+        #expect(client.isClosedByPeer())
+    }
+
+    @Test func loopKeepsServingAfterHandlerCloses() throws {
+        let (group, port) = try startGroup()
+        defer { group.stop() }
+        let first = try Client(port: port)
+        first.send("bye\n")
+        #expect(first.isClosedByPeer())
+        let second = try Client(port: port)
+        second.send("hi\n")
+        #expect(second.read(count: 6) == "ok hi\n")
+    }
+}
+
+@Suite struct WorkerPoolTests {
+    @Test func poolRejectsWorkBeyondQueueLimit() {
+        let pool = WorkerPool(threads: 1, queueLimit: 2)
+        let gate = Mutex(false)
+        let blocker: @Sendable () -> Void = {
+            while !gate.withLock({ $0 }) { usleep(1000) }
+        }
+        #expect(pool.submit(blocker))
+        usleep(50_000)
+        #expect(pool.submit {})
+        #expect(pool.submit {})
+        #expect(!pool.submit {})
+        gate.withLock { $0 = true }
+        pool.shutdown()
+    }
+
+    @Test func poolRunsEveryAcceptedJob() {
+        let pool = WorkerPool(threads: 4, queueLimit: 1000)
+        let counter = Atomic<Int>(0)
+        for _ in 0..<500 {
+            #expect(pool.submit { counter.add(1, ordering: .relaxed) })
+        }
+        pool.shutdown()
+        #expect(counter.load(ordering: .relaxed) == 500)
+    }
+}
+
+@Suite struct ListeningSocketTests {
+    @Test func unixListenerAppliesMode() throws {
+        let path = NSTemporaryDirectory() + "mc-test-\(getpid()).sock"
+        let listener = try ListeningSocket.bind(ListenerConfig(
+            name: "unix", address: .unix(path: path), unixPermissions: UnixSocketPermissions(mode: 0o600)))
+        var status = stat()
+        #expect(stat(path, &status) == 0)
+        #expect(status.st_mode & 0o777 == 0o600)
+        #expect(listener.info.isUnix)
+        unlink(path)
+    }
+
+    @Test func unixListenerRefusesRegularFile() throws {
+        let path = NSTemporaryDirectory() + "mc-test-file-\(getpid())"
+        FileManager.default.createFile(atPath: path, contents: Data("x".utf8))
+        defer { unlink(path) }
+        #expect(throws: ReactorError.invalidAddress("unix:\(path) exists and is not a socket")) {
+            try ListeningSocket.bind(ListenerConfig(name: "unix", address: .unix(path: path)))
+        }
+    }
+
+    @Test func tcpListenerBindsIPv6Loopback() throws {
+        let listener = try ListeningSocket.bind(ListenerConfig(name: "v6", address: .tcp(host: "::1", port: 0)))
+        #expect(listener.port != nil)
+        #expect(listener.info.boundAddress.hasPrefix("tcp:[::1]:"))
+    }
+
+    @Test func tcpListenerRejectsBusyPort() throws {
+        let first = try ListeningSocket.bind(ListenerConfig(name: "a", address: .tcp(host: "127.0.0.1", port: 0)))
+        let port = first.port!
+        #expect(throws: ReactorError.addressInUse("tcp:127.0.0.1:\(port)")) {
+            try ListeningSocket.bind(ListenerConfig(name: "b", address: .tcp(host: "127.0.0.1", port: port)))
+        }
+    }
+}
