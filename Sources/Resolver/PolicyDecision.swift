@@ -15,8 +15,22 @@ struct PolicyDecision {
     private var isAuthenticated: Bool { !request.saslUsername.isEmpty }
 
     /// Checks the recipient, then the sender.
+    ///
+    /// When the provider lookup for the recipient fails and `failureMode` is
+    /// `.dunno`, the sender check still runs: failing open must not skip
+    /// checks that need no provider, such as an unauthenticated client using
+    /// a local sender. If the sender check passes, the recipient's failure is
+    /// rethrown so that the caller logs it and applies the failure mode.
     func recipientStage() throws(IdentityGap) -> PolicyAction {
-        let recipientAction = try recipientCheck()
+        let recipientAction: PolicyAction
+        do {
+            recipientAction = try recipientCheck()
+        } catch {
+            guard case .failed = error, config.failureMode == .dunno else { throw error }
+            let senderAction = try senderCheck()
+            guard senderAction == .dunno else { return senderAction }
+            throw error
+        }
         guard recipientAction == .dunno else { return recipientAction }
         return try senderCheck()
     }
