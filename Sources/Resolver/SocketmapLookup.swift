@@ -12,13 +12,35 @@ struct SocketmapLookup {
     let identities: IdentityView
     let config: PolicyConfig
 
+    /// Builds the reply to one query.
+    ///
+    /// The alias and mailbox answers echo parts of the client's key, and
+    /// `SocketmapReply.encoded` stops the process on a NUL byte or a payload
+    /// over `SocketmapReply.maxPayloadSize`. So a key with a NUL byte, which
+    /// Postfix never sends because its keys are C strings, and an answer too
+    /// long for Postfix to read are both reported as not found.
     func reply(map: String, key: String) throws(IdentityGap) -> SocketmapReply {
-        switch map {
-        case "alias": aliasTarget(key).map(SocketmapReply.ok) ?? .notFound
-        case "domain": snapshot.isLocalDomain(key) ? .ok(canonicalDomain(key)) : .notFound
-        case "mailbox": try mailbox(key).map(SocketmapReply.ok) ?? .notFound
-        default: .perm("unknown map \(map)")
+        guard !key.utf8.contains(0) else { return .notFound }
+        let reply: SocketmapReply =
+            switch map {
+            case "alias": aliasTarget(key).map(SocketmapReply.ok) ?? .notFound
+            case "domain": snapshot.isLocalDomain(key) ? .ok(canonicalDomain(key)) : .notFound
+            case "mailbox": try mailbox(key).map(SocketmapReply.ok) ?? .notFound
+            default: .perm(Self.unknownMapReason(map))
+            }
+        if case .ok(let data) = reply, "OK ".utf8.count + data.utf8.count > SocketmapReply.maxPayloadSize {
+            return .notFound
         }
+        return reply
+    }
+
+    /// Builds the PERM reason for an unknown map name. The name comes from
+    /// the client, so it is echoed only when it is 1 to 64 printable ASCII
+    /// characters without spaces.
+    static func unknownMapReason(_ map: String) -> String {
+        let isPrintable = map.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        guard !map.isEmpty, map.utf8.count <= 64, isPrintable else { return "unknown map" }
+        return "unknown map \(map)"
     }
 
     /// Rewrites an alias to `username@aliasdomain`, keeping an address extension.
