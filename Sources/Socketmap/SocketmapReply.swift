@@ -2,7 +2,8 @@
 // netstring per reply. Postfix compares the first word case-sensitively.
 // It reads some replies that look well formed as "not found": `OK ` with
 // empty data draws a warning and counts as not found (3.7.11), and a bare
-// `OK` is not found up to 3.7 but "" from the May 2026 patch releases on.
+// `OK` is not found in 3.7 but "" from the May 2026 patch releases
+// (3.8.16, 3.9.10, 3.10.9, 3.11.2) on.
 // So `.ok` needs data, and a malformed reply stops the process.
 
 /// The reply the socketmap service sends Postfix for one key.
