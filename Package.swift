@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol"]),
         .testTarget(name: "SocketmapTests", dependencies: ["Socketmap"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
-        .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config"]),
+        .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
         .testTarget(name: "IdentityProviderTests", dependencies: ["IdentityProvider", "Model", "Config"]),
         // Tests against real services: PostgreSQL, the Keycloak development
         // directory, Postfix. scripts/test.sh starts what they need.
