@@ -12,6 +12,8 @@ public struct IOInterest: OptionSet, Sendable {
 
     public static let read = IOInterest(rawValue: UInt32(truncatingIfNeeded: MC_EPOLLIN) | UInt32(truncatingIfNeeded: MC_EPOLLRDHUP))
     public static let write = IOInterest(rawValue: UInt32(truncatingIfNeeded: MC_EPOLLOUT))
+    /// Readiness to accept; EPOLLEXCLUSIVE does not combine with EPOLLRDHUP.
+    static let accept = IOInterest(rawValue: UInt32(truncatingIfNeeded: MC_EPOLLIN))
 }
 
 /// An epoll instance owned by one event loop thread.

@@ -104,7 +104,7 @@ public final class EventLoop: @unchecked Sendable {
 
     func addListener(_ listener: ListeningSocket) throws(ReactorError) {
         listeners.append(listener)
-        try selector.add(listener.descriptor, interest: .read, token: UInt64(listeners.count), exclusive: true)
+        try selector.add(listener.descriptor, interest: .accept, token: UInt64(listeners.count), exclusive: true)
     }
 
     func requestStop() {
@@ -279,7 +279,7 @@ public final class EventLoop: @unchecked Sendable {
 
     private func sweep() {
         for index in pausedListeners {
-            try? selector.add(listeners[index].descriptor, interest: .read, token: UInt64(index + 1), exclusive: true)
+            try? selector.add(listeners[index].descriptor, interest: .accept, token: UInt64(index + 1), exclusive: true)
         }
         pausedListeners.removeAll()
         var expired: [(Connection, CloseReason)] = []
