@@ -1,1 +1,89 @@
-print("not built yet")
+// mailcloak-bench: a load generator for Postfix policy and socketmap servers.
+// Each connection keeps one request outstanding, as a Postfix process does,
+// and requests go round-robin over a file. It reports throughput, latency
+// percentiles and a count of each distinct reply, and with --expect-file
+// checks every reply. The usage text in BenchOptions.swift lists the options.
+
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func writeError(_ text: String) {
+    let line = text + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
+func exitWithUsage(_ error: BenchUsageError) -> Never {
+    if !error.message.isEmpty { writeError("mailcloak-bench: \(error.message)") }
+    writeError(BenchOptions.usage)
+    exit(2)
+}
+
+/// Collects the threads' results.
+final class ResultSink: Sendable {
+    let results = Mutex<[WorkerResult]>([])
+}
+
+private final class ThreadBody {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
+/// Starts a joinable pthread running `body`.
+func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var thread = pthread_t()
+    let status = pthread_create(&thread, nil, { raw in
+        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, context)
+    precondition(status == 0, "pthread_create failed with \(status)")
+    return thread
+}
+
+signal(SIGPIPE, SIG_IGN)
+
+let options: BenchOptions
+switch BenchOptions.parse(Array(CommandLine.arguments.dropFirst())) {
+case .success(let parsed): options = parsed
+case .failure(let error): exitWithUsage(error)
+}
+
+let workload: Workload
+switch Workload.load(options) {
+case .success(let loaded): workload = loaded
+case .failure(let error): exitWithUsage(error)
+}
+
+let address: TargetAddress
+switch TargetAddress.resolve(options.target) {
+case .success(let resolved): address = resolved
+case .failure(let error): exitWithUsage(error)
+}
+
+let start = monotonicNanoseconds()
+let measureStart = start + UInt64(options.warmup * 1e9)
+let sink = ResultSink()
+var threads: [pthread_t] = []
+
+for index in 0..<options.threads {
+    var quota: Int?
+    if case .requests(let count) = options.stop {
+        quota = count / options.threads + (index < count % options.threads ? 1 : 0)
+    }
+    let plan = WorkerPlan(
+        index: index, threadCount: options.threads,
+        connectionCount: options.connections / options.threads + (index < options.connections % options.threads ? 1 : 0),
+        options: options, workload: workload, address: address, measureStart: measureStart, requestQuota: quota)
+    threads.append(startThread {
+        let result = LoadWorker(plan: plan).run()
+        sink.results.withLock { $0.append(result) }
+    })
+}
+for thread in threads { pthread_join(thread, nil) }
+
+let report = Report(options: options, results: sink.results.withLock { $0 }, measureStart: measureStart)
+let text = report.text
+_ = text.withCString { write(1, $0, strlen($0)) }
+exit(report.exitStatus)

@@ -1,0 +1,146 @@
+// Command-line options of mailcloak-bench and their checks.
+
+/// The target, the workload and the length of the run.
+struct BenchOptions: Sendable {
+    enum Target: Sendable, CustomStringConvertible {
+        case tcp(host: String, port: UInt16)
+        case unix(path: String)
+
+        var description: String {
+            switch self {
+            case .tcp(let host, let port): host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
+            case .unix(let path): "unix:\(path)"
+            }
+        }
+    }
+
+    enum WireProtocol: String, Sendable {
+        case policy
+        case socketmap
+    }
+
+    /// When the measured run ends.
+    enum Stop: Sendable {
+        case duration(Double)
+        case requests(Int)
+    }
+
+    var target: Target
+    var wireProtocol: WireProtocol
+    var requestsFile: String
+    var expectFile: String?
+    var connections: Int
+    var threads: Int
+    var stop: Stop
+    var warmup: Double
+    /// Time allowed for a connect or for a reply, in seconds.
+    var timeout: Double
+
+    static let usage = """
+        usage: mailcloak-bench --target tcp:HOST:PORT|unix:PATH --protocol policy|socketmap
+                               --requests-file FILE --connections C (--duration SECONDS | --requests N)
+                               [--warmup SECONDS] [--threads T] [--timeout SECONDS] [--expect-file FILE]
+
+          --target         where to connect: tcp:127.0.0.1:10027, tcp:[::1]:10027 or unix:/path
+          --protocol       policy (requests separated by blank lines) or socketmap (one "name key" per line)
+          --requests-file  the requests, sent round-robin; lines starting with # are comments
+          --connections    persistent connections, each with one request outstanding at a time
+          --duration       seconds to measure after the warmup
+          --requests       number of requests to measure after the warmup
+          --warmup         seconds of load before measuring starts (default 0)
+          --threads        threads driving the connections, each with its own epoll loop (default 1)
+          --timeout        seconds allowed for a connect or a reply before it counts as an error (default 10)
+          --expect-file    one expected reply per request, in request order: the policy reply without its
+                           blank line (action=DUNNO) or the socketmap payload (NOTFOUND, OK alice@example.com);
+                           trailing spaces are ignored; any mismatch makes the exit status 1
+        """
+
+    /// Parses the arguments after the program name; returns an error message for bad usage.
+    static func parse(_ arguments: [String]) -> Result<BenchOptions, BenchUsageError> {
+        var values: [String: String] = [:]
+        var rest = arguments[...]
+        let known: Set = [
+            "--target", "--protocol", "--requests-file", "--connections", "--duration", "--requests", "--warmup",
+            "--threads", "--timeout", "--expect-file",
+        ]
+        while let flag = rest.popFirst() {
+            if flag == "--help" || flag == "-h" { return .failure(BenchUsageError(message: "")) }
+            guard known.contains(flag) else { return .failure(BenchUsageError(message: "unknown option \(flag)")) }
+            guard let value = rest.popFirst() else { return .failure(BenchUsageError(message: "\(flag) needs a value")) }
+            values[flag] = value
+        }
+        do throws(BenchUsageError) {
+            return .success(try BenchOptions(values))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private init(_ values: [String: String]) throws(BenchUsageError) {
+        func required(_ flag: String) throws(BenchUsageError) -> String {
+            guard let value = values[flag] else { throw BenchUsageError(message: "\(flag) is required") }
+            return value
+        }
+        func number(_ flag: String, _ range: ClosedRange<Double>) throws(BenchUsageError) -> Double? {
+            guard let text = values[flag] else { return nil }
+            guard let value = Double(text), range.contains(value) else {
+                throw BenchUsageError(message: "\(flag) \(text) is invalid, expected a number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return value
+        }
+        func integer(_ flag: String, _ range: ClosedRange<Int>) throws(BenchUsageError) -> Int? {
+            guard let text = values[flag] else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                throw BenchUsageError(message: "\(flag) \(text) is invalid, expected an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return value
+        }
+
+        target = try Self.target(try required("--target"))
+        guard let wireProtocol = WireProtocol(rawValue: try required("--protocol")) else {
+            throw BenchUsageError(message: "--protocol must be policy or socketmap")
+        }
+        self.wireProtocol = wireProtocol
+        requestsFile = try required("--requests-file")
+        expectFile = values["--expect-file"]
+        connections = try integer("--connections", 1...100_000) ?? 1
+        threads = try integer("--threads", 1...256) ?? 1
+        if threads > connections {
+            throw BenchUsageError(message: "--threads \(threads) exceeds --connections \(connections)")
+        }
+        warmup = try number("--warmup", 0...3600) ?? 0
+        timeout = try number("--timeout", 0.001...3600) ?? 10
+
+        switch (try number("--duration", 0.001...86_400), try integer("--requests", 1...1_000_000_000)) {
+        case (let seconds?, nil): stop = .duration(seconds)
+        case (nil, let count?): stop = .requests(count)
+        default: throw BenchUsageError(message: "give exactly one of --duration and --requests")
+        }
+    }
+
+    private static func target(_ text: String) throws(BenchUsageError) -> Target {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard path.hasPrefix("/"), path.utf8.count <= 107 else {
+                throw BenchUsageError(message: "--target \(text): expected unix: and an absolute path of at most 107 bytes")
+            }
+            return .unix(path: path)
+        }
+        let invalid = BenchUsageError(message: "--target \(text) is invalid, expected tcp:HOST:PORT, tcp:[IPv6]:PORT or unix:/path")
+        guard text.hasPrefix("tcp:"), let colon = text.lastIndex(of: ":"), colon > text.index(text.startIndex, offsetBy: 3)
+        else { throw invalid }
+        var host = String(text[text.index(text.startIndex, offsetBy: 4)..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+        } else if host.contains(":") {
+            throw invalid
+        }
+        guard !host.isEmpty, let port = UInt16(text[text.index(after: colon)...]), port > 0 else { throw invalid }
+        return .tcp(host: host, port: port)
+    }
+}
+
+/// A command-line mistake. An empty message prints the usage text alone.
+struct BenchUsageError: Error {
+    var message: String
+}
