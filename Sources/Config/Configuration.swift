@@ -140,8 +140,9 @@ public struct DatabaseConfig: Sendable, Equatable {
     public var url: String = "postgresql:///mailcloak"
     /// Interval of the full resync that backs up LISTEN/NOTIFY.
     public var resyncInterval: Seconds = 300
-    /// Longest wait for a connection or a query.
+    /// Longest wait for a connection to PostgreSQL.
     public var connectTimeout: Seconds = 5
+    /// Longest time one statement may run; PostgreSQL cancels it after that.
     public var statementTimeout: Seconds = 10
     /// Upper bound of the reconnect backoff after PostgreSQL goes away.
     public var maxReconnectDelay: Seconds = 30
@@ -197,8 +198,11 @@ public struct IdentityCacheConfig: Sendable, Equatable {
     public init() {}
 }
 
+/// Log verbosity and line format.
 public struct LogConfig: Sendable, Equatable {
+    /// Lowest level logged, a `LogLevel` name in lower case (the loader stores the canonical name).
     public var level: String = "info"
+    /// A `LogFormat` raw value: `keyvalue` or `json`.
     public var format: String = "keyvalue"
 
     public init() {}
