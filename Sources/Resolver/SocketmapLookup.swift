@@ -58,14 +58,14 @@ struct SocketmapLookup {
         return MailAddress(target) == address ? nil : target
     }
 
-    /// Returns the canonical address when it is a user's primary address or an enabled alias.
+    /// Returns the mailbox, the canonical address without its extension, when the address is a
+    /// user's primary address or an enabled alias, so that `user+tag@` is delivered to `user@`.
     func mailbox(_ key: String) throws(IdentityGap) -> String? {
         guard let address = MailAddress(key), snapshot.isLocalDomain(address.domain) else { return nil }
+        if snapshot.enabledAlias(address) != nil { return address.description }
         let base = address.splittingExtension(delimiters: config.recipientDelimiter).base
-        if snapshot.enabledAlias(address) != nil || snapshot.enabledAlias(base) != nil {
-            return address.description
-        }
-        return try identities.isPrimaryAddress(base) ? address.description : nil
+        if snapshot.enabledAlias(base) != nil { return base.description }
+        return try identities.isPrimaryAddress(base) ? base.description : nil
     }
 
     /// The address an alias delivers to: the owner's username in the alias's

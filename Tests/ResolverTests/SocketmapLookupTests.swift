@@ -94,7 +94,7 @@ enum MapTable {
     static let mailboxRows: [MapRow] = [
         MapRow("mailbox", "alice@example.com", expect: .ok("alice@example.com")),
         MapRow("mailbox", "Alice@Example.COM", expect: .ok("alice@example.com")),
-        MapRow("mailbox", "alice+tag@example.com", expect: .ok("alice+tag@example.com")),
+        MapRow("mailbox", "alice+tag@example.com", expect: .ok("alice@example.com")),
         MapRow("mailbox", "dave@example.net", expect: .ok("dave@example.net")),
         MapRow("mailbox", "sales@example.com", expect: .ok("sales@example.com")),
         MapRow("mailbox", "\"john doe\"@example.com", expect: .ok("john doe@example.com")),
@@ -105,7 +105,7 @@ enum MapTable {
         MapRow("mailbox", "example.com", expect: .notFound),
         MapRow("mailbox", "", expect: .notFound),
         MapRow("mailbox", "alice+\u{0}@example.com", expect: .notFound),
-        MapRow("mailbox", longLocalPart("alice+", count: 200_000) + "@example.com", expect: .notFound),
+        MapRow("mailbox", longLocalPart("alice+", count: 200_000) + "@example.com", expect: .ok("alice@example.com")),
         MapRow("mailbox", "alice+tag@example.com", config: policyConfig(delimiter: ""), expect: .notFound),
     ]
 
