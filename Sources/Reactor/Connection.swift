@@ -52,6 +52,7 @@ public final class Connection {
     var closeAfterFlush = false
     /// The peer shut down its sending side; close once the last reply is out.
     var inputClosed = false
+    private var isDrainingAfterEndOfInput = false
     /// Monotonic time of the last byte read or written.
     var lastActivity: Double
     /// Monotonic time when the current partial request began, or nil.
@@ -165,9 +166,17 @@ public final class Connection {
         }
     }
 
-    /// Closes a connection whose peer stopped sending once nothing is left to do.
+    /// Closes a connection whose peer stopped sending once nothing is left to do:
+    /// complete requests still buffered are answered first, a partial one is dropped.
     func closeIfFinished() {
-        guard inputClosed, !isClosed, !isReadingPaused, output.count == outputStart else { return }
+        guard inputClosed, !isClosed, !isReadingPaused else { return }
+        if bufferedInputCount > 0, !isDrainingAfterEndOfInput {
+            isDrainingAfterEndOfInput = true
+            handler?.connectionReadable(self)
+            isDrainingAfterEndOfInput = false
+            guard !isClosed, !isReadingPaused else { return }
+        }
+        guard output.count == outputStart else { return }
         close(reason: .peerClosed)
     }
 }

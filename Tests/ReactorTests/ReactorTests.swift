@@ -7,17 +7,9 @@ import Testing
 /// Replies `ok\n` to every complete line; closes on a line `bye`.
 private final class LineHandler: ConnectionHandler {
     func connectionReadable(_ connection: Connection) {
-        var lines: [String] = []
-        connection.withInput { buffer in
-            var consumed = 0
-            while let newline = buffer[consumed...].firstIndex(of: UInt8(ascii: "\n")) {
-                lines.append(String(decoding: buffer[consumed..<newline], as: UTF8.self))
-                consumed = newline + 1
-            }
-            return consumed
-        }
-        if connection.bufferedInputCount > 0 { connection.markRequestStarted() } else { connection.markRequestComplete() }
-        for line in lines {
+        // One line at a time, as a protocol session does, so that a paused
+        // connection keeps the rest of its input.
+        while !connection.isReadingPaused, !connection.isClosed, let line = takeLine(connection) {
             if line == "bye" {
                 connection.close(reason: .protocolError)
                 return
@@ -32,6 +24,21 @@ private final class LineHandler: ConnectionHandler {
             }
             connection.send(Array("ok \(line)\n".utf8))
         }
+    }
+
+    private func takeLine(_ connection: Connection) -> String? {
+        var line: String?
+        connection.withInput { buffer in
+            guard let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) else { return 0 }
+            line = String(decoding: buffer[..<newline], as: UTF8.self)
+            return newline + 1
+        }
+        if line == nil, connection.bufferedInputCount > 0 {
+            connection.markRequestStarted()
+        } else {
+            connection.markRequestComplete()
+        }
+        return line
     }
 
     func connectionReceived(_ message: any Sendable, on connection: Connection) {
