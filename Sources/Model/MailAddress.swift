@@ -14,19 +14,26 @@ public struct MailAddress: Hashable, Sendable, CustomStringConvertible {
     /// an empty domain. The local part may be quoted (`"john doe"@example.com`)
     /// and may contain any UTF-8; the result is folded to lower case.
     public init?(_ text: String) {
-        guard let at = text.lastIndex(of: "@") else { return nil }
+        // Work on UTF-8 bytes: this runs several times per request on the reactor threads.
+        let bytes = text.utf8
+        guard let at = bytes.lastIndex(of: UInt8(ascii: "@")) else { return nil }
+        var domainEnd = bytes.endIndex
+        let afterAt = bytes.index(after: at)
+        if domainEnd > afterAt, bytes[bytes.index(before: domainEnd)] == UInt8(ascii: ".") {
+            domainEnd = bytes.index(before: domainEnd)
+        }
         let rawLocal = text[text.startIndex..<at]
-        var rawDomain = text[text.index(after: at)...]
-        if rawDomain.hasSuffix(".") { rawDomain = rawDomain.dropLast() }
-        let local = MailAddress.unquote(rawLocal)
-        guard !local.isEmpty, !rawDomain.isEmpty, !rawDomain.contains("@") else { return nil }
-        self.localPart = local.lowercased()
-        self.domain = rawDomain.lowercased()
+        let rawDomain = text[afterAt..<domainEnd]
+        guard !rawLocal.isEmpty, !rawDomain.isEmpty else { return nil }
+        let local = rawLocal.utf8.first == UInt8(ascii: "\"") ? Substring(MailAddress.unquote(rawLocal)) : rawLocal
+        guard !local.isEmpty else { return nil }
+        self.localPart = foldCase(local)
+        self.domain = foldCase(rawDomain)
     }
 
     public init(localPart: String, domain: String) {
-        self.localPart = localPart.lowercased()
-        self.domain = domain.lowercased()
+        self.localPart = foldCase(Substring(localPart))
+        self.domain = foldCase(Substring(domain))
     }
 
     public var description: String { "\(localPart)@\(domain)" }
@@ -39,12 +46,36 @@ public struct MailAddress: Hashable, Sendable, CustomStringConvertible {
     /// - Returns: the address without its extension, and the extension with its
     ///   delimiter (`+tag`), or nil when there is none.
     public func splittingExtension(delimiters: String) -> (base: MailAddress, extension: String?) {
-        guard !delimiters.isEmpty,
-            let index = localPart.firstIndex(where: { delimiters.contains($0) }),
-            index != localPart.startIndex
-        else { return (self, nil) }
-        let base = MailAddress(localPart: String(localPart[..<index]), domain: domain)
+        guard !delimiters.isEmpty, let index = extensionStart(delimiters: delimiters) else { return (self, nil) }
+        let base = MailAddress(canonicalLocalPart: String(localPart[..<index]), domain: domain)
         return (base, String(localPart[index...]))
+    }
+
+    /// Finds the first delimiter after the first character of the local part.
+    ///
+    /// As Postfix does, `owner-list` and `list-request` are not split when `-`
+    /// is a delimiter, because mailing-list software uses those names.
+    private func extensionStart(delimiters: String) -> String.Index? {
+        guard !localPart.isEmpty else { return nil }
+        let start = localPart.index(after: localPart.startIndex)
+        let found: String.Index?
+        if delimiters.utf8.allSatisfy({ $0 < 0x80 }) {
+            // ASCII delimiters never match inside a multi-byte UTF-8 sequence.
+            found = localPart.utf8[start...].firstIndex(where: { delimiters.utf8.contains($0) })
+        } else {
+            found = localPart[start...].firstIndex(where: { delimiters.contains($0) })
+        }
+        guard let found else { return nil }
+        if localPart[found] == "-" && (localPart.hasPrefix("owner-") || localPart.hasSuffix("-request")) {
+            return nil
+        }
+        return found
+    }
+
+    /// Builds an address from parts that are already canonical.
+    private init(canonicalLocalPart: String, domain: String) {
+        self.localPart = canonicalLocalPart
+        self.domain = domain
     }
 
     /// Removes the quotes of a quoted local part and its backslash escapes.
@@ -69,6 +100,25 @@ public struct MailAddress: Hashable, Sendable, CustomStringConvertible {
 /// Folds a domain name to the canonical form used as snapshot key.
 public func canonicalDomain(_ text: String) -> String {
     var domain = Substring(text)
-    if domain.hasSuffix(".") { domain = domain.dropLast() }
-    return domain.lowercased()
+    if domain.utf8.last == UInt8(ascii: ".") { domain = domain.dropLast() }
+    return foldCase(domain)
+}
+
+/// Folds `text` to lower case, without Unicode tables when it is ASCII.
+func foldCase(_ text: Substring) -> String {
+    var hasUpper = false
+    for byte in text.utf8 {
+        if byte >= 0x80 { return text.lowercased() }
+        if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") { hasUpper = true }
+    }
+    guard hasUpper else { return String(text) }
+    let count = text.utf8.count
+    return String(unsafeUninitializedCapacity: count) { buffer in
+        var index = 0
+        for byte in text.utf8 {
+            buffer[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            index += 1
+        }
+        return count
+    }
 }

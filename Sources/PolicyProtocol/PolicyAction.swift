@@ -7,7 +7,7 @@
 // and a violation is a programming error that stops the process.
 
 /// The action the policy service sends Postfix for one request.
-public enum PolicyAction: Sendable, Equatable {
+public enum PolicyAction: Sendable, Hashable {
     /// Let later restrictions decide (`action=DUNNO`).
     case dunno
     /// Reject permanently: a 5xx code, an enhanced status code of class 5, and a text.
@@ -57,10 +57,22 @@ public enum PolicyAction: Sendable, Equatable {
     ///
     /// Stops the process when the action is malformed (see ``shapeViolation``).
     public var encoded: [UInt8] {
+        // The named replies are encoded (and checked) once; they are nearly all the traffic.
+        if case .dunno = self { return Self.encodedDunno }
+        if let bytes = Self.encodedNamedActions[self] { return bytes }
         var bytes: [UInt8] = []
         encode(into: &bytes)
         return bytes
     }
+
+    private static let encodedDunno: [UInt8] = Array("action=DUNNO\n\n".utf8)
+
+    private static let encodedNamedActions: [PolicyAction: [UInt8]] = Dictionary(
+        uniqueKeysWithValues: namedActions.map { action in
+            var bytes: [UInt8] = []
+            action.encode(into: &bytes)
+            return (action, bytes)
+        })
 
     /// Appends the reply of ``encoded`` to `buffer`.
     public func encode(into buffer: inout [UInt8]) {
