@@ -33,7 +33,9 @@ package enum AdminError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownDomain(let domain):
             "domain \(domain) is not a local domain; add it first with: mailcloakctl domains add \(domain)"
         case .domainInUse(let domain, let aliases):
-            "domain \(domain) still has \(aliases) \(aliases == 1 ? "alias" : "aliases"); delete them first"
+            aliases == 1
+                ? "domain \(domain) still has 1 alias; delete it first"
+                : "domain \(domain) still has \(aliases) aliases; delete them first"
         case .senderNotFound(let app, let address):
             "sender \(address) is not allowed for app \(app)"
         case .importRowRejected(let table, let key, let reason):

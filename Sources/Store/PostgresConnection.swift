@@ -43,7 +43,8 @@ package final class PostgresConnection {
         self.queryDeadline = statementTimeout + max(connectTimeout, 1)
         try open(applicationName: applicationName, connectTimeout: connectTimeout)
         let milliseconds = max(Int(statementTimeout * 1000), 1)
-        _ = try execute("SET statement_timeout = \(milliseconds)")
+        // NOTICEs (such as "already exists, skipping") would go to stderr unstructured.
+        try execute("SET statement_timeout = \(milliseconds); SET client_min_messages = warning")
     }
 
     deinit {
@@ -275,7 +276,8 @@ package final class PostgresConnection {
     private func lastErrorMessage() -> String {
         guard let handle else { return "connection is closed" }
         let message = String(cString: PQerrorMessage(handle)).trimmingWhitespace()
-        let firstLines = message.split(separator: "\n").prefix(3).joined(separator: "; ")
+        let firstLines = message.split(separator: "\n").prefix(3)
+            .map { String($0).trimmingWhitespace() }.joined(separator: "; ")
         return info.redact(firstLines.isEmpty ? "unknown error" : firstLines)
     }
 
