@@ -1,6 +1,6 @@
 // Writes rows imported from a first-generation SQLite state.db in one
 // transaction. Rows whose key already exists in PostgreSQL are left as they
-// are and counted; a row the database rejects (an alias outside every
+// are and counted. A row that the database rejects (an alias outside every
 // domain, a sender of an unknown app) aborts the whole import.
 // NOTE: Rows are inserted one statement each, about 0.1 ms per row on
 // loopback, so an import of 100,000 aliases takes several seconds.

@@ -38,7 +38,7 @@ package struct AppRecord: Sendable, Equatable {
     package var updatedAt: String
 }
 
-/// What `apps allow` changed.
+/// The change that `apps allow` made.
 package enum AllowOutcome: Sendable, Equatable {
     case added
     case reenabled

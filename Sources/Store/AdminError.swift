@@ -15,7 +15,7 @@ package enum AdminError: Error, Sendable, Equatable, CustomStringConvertible {
     case domainInUse(domain: String, aliases: Int)
     /// The address is not on the app's sender list.
     case senderNotFound(app: String, address: String)
-    /// An import row was rejected by the database; the transaction was rolled back.
+    /// The database rejected an import row, so the transaction was rolled back.
     case importRowRejected(table: String, key: String, reason: String)
     /// The database schema is older than this build (run `mailcloakctl migrate`).
     case schemaBehind(found: Int, expected: Int)

@@ -22,7 +22,7 @@ package final class PostgresConnection {
     package let info: ConnectionInfo
     private var handle: OpaquePointer?
     private let wakeDescriptor: Int32?
-    /// Client-side limit for one statement; above the server's statement_timeout.
+    /// Client-side limit for one statement, set above the server's statement_timeout.
     private let queryDeadline: Double
 
     /// Opens a connection and sets `statement_timeout`.

@@ -2,7 +2,7 @@
 // and the one-shot reachability check behind `mailcloak check`.
 import Config
 
-/// How the schema version of a database compares with this build.
+/// The result of comparing a database's schema version with this build's.
 public enum SchemaCheck: Sendable, Equatable, CustomStringConvertible {
     /// The database is at the version this build needs.
     case current(version: Int)

@@ -1,9 +1,9 @@
 // The daemon's in-memory copy of PostgreSQL. One background thread owns the
-// only connection: it checks the schema version, LISTENs on
-// mailcloak_changed, reloads on notifications (bursts within 100 ms become
-// one load) and every resyncInterval, and reconnects with capped
-// exponential backoff, keeping the last snapshot while PostgreSQL is away.
-// Readers call `current` from any thread; it only takes a mutex.
+// only connection. It checks the schema version, LISTENs on
+// mailcloak_changed and reloads on notifications (bursts within 100 ms
+// become one load) and every resyncInterval. After a failure it reconnects
+// with capped exponential backoff and keeps the last snapshot meanwhile.
+// Readers call `current` from any thread, which only takes a mutex.
 import Config
 import Dispatch
 import Foundation

@@ -1,4 +1,4 @@
-// What the snapshot store reports to /readyz, /metrics and logs.
+// The snapshot store's state as /readyz, /metrics and logs report it.
 
 /// A point-in-time view of the store's connection and snapshot.
 public struct StoreStatus: Sendable, Equatable {

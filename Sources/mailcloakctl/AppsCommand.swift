@@ -4,7 +4,7 @@ import Model
 import Store
 
 enum AppsCommand {
-    /// One row of `apps list --json`; the secret hash is never shown.
+    /// One row of `apps list --json`. The secret hash is never shown.
     struct AppJSON: Encodable {
         let id: String
         let enabled: Bool
@@ -58,7 +58,7 @@ enum AppsCommand {
         try validated(Validation.appID(text), what: "app id", input: text, usage: Usage.apps)
     }
 
-    /// Adds an app or replaces its secret; a generated secret is printed once.
+    /// Adds an app or replaces its secret, printing a generated secret once.
     private static func setSecret(_ subcommand: String, _ id: String, _ arguments: Arguments) throws(CLIError) {
         let fromStandardInput = arguments.flags.contains("--secret-stdin")
         let secret = fromStandardInput ? try AppSecret.readFromStandardInput() : try AppSecret.generate()

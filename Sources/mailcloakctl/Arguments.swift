@@ -1,5 +1,5 @@
-// Command-line parsing for mailcloakctl: options may appear anywhere, as
-// `--name value` or `--name=value`; `--` ends options. Each command names
+// Command-line parsing for mailcloakctl. Options may appear anywhere, as
+// `--name value` or `--name=value`, and `--` ends options. Each command names
 // the options it accepts, and anything else is a usage error (exit 2).
 
 /// A failure that ends the command with a message on stderr.

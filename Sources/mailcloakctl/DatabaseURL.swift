@@ -1,5 +1,5 @@
-// Where mailcloakctl finds its database: --database-url, then --config
-// (the daemon's YAML file), then the MAILCLOAK_DATABASE_URL variable.
+// The database URL of mailcloakctl, taken from --database-url, else from
+// --config (the daemon's YAML file), else from MAILCLOAK_DATABASE_URL.
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -30,7 +30,7 @@ enum Output {
         }
     }
 
-    /// Formats rows under a header, columns separated by two spaces; the last column is not padded.
+    /// Formats rows under a header with columns separated by two spaces. The last column is not padded.
     static func table(header: [String], rows: [[String]]) -> String {
         let all = [header] + rows
         var widths = [Int](repeating: 0, count: header.count)

@@ -11,7 +11,7 @@ enum SQLiteValue: Equatable {
     case text(String)
     case blob
 
-    /// The value as text, for columns that should hold text; nil for NULL and blobs.
+    /// The value as text for columns that should contain text, or nil for NULL and blobs.
     var text: String? {
         switch self {
         case .text(let value): value
@@ -24,9 +24,9 @@ enum SQLiteValue: Equatable {
 
 /// An open, read-only SQLite database.
 final class SQLiteReader {
-    /// Rows read from one table at most, so a wrong file cannot exhaust memory.
+    /// Maximum rows read from one table, so that a wrong file cannot exhaust memory.
     static let maxRows = 1_000_000
-    /// Longest text value accepted, in bytes.
+    /// Maximum length of a text value, in bytes.
     static let maxValueLength = 4096
 
     private var handle: OpaquePointer?

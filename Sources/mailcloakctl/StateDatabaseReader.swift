@@ -146,7 +146,7 @@ struct StateDatabaseReader {
         return try reader.query("SELECT \(list) FROM \(quoteIdentifier(table))")
     }
 
-    /// Reads an enabled column: 0/1, true/false, yes/no; NULL or a missing column is enabled.
+    /// Reads an enabled column (0/1, true/false, yes/no). NULL or a missing column means enabled.
     private func flag(_ value: SQLiteValue, table: String, key: String) throws(CLIError) -> Bool {
         switch value {
         case .null: return true
@@ -162,7 +162,7 @@ struct StateDatabaseReader {
         }
     }
 
-    /// Reads a Unix timestamp column; anything else (NULL, text dates) keeps the import time.
+    /// Reads a Unix timestamp column. Anything else (NULL, text dates) keeps the import time.
     private func epochSeconds(_ value: SQLiteValue) -> Int64? {
         let maxSeconds: Int64 = 253_402_300_799  // 9999-12-31T23:59:59Z
         switch value {
@@ -178,7 +178,7 @@ struct StateDatabaseReader {
     }
 }
 
-/// Rows keyed by their canonical key, in first-seen order; equal duplicates merge.
+/// Rows keyed by their canonical key, in first-seen order. Equal duplicates merge.
 private struct MergedRows<Row: Equatable> {
     let table: String
     private(set) var values: [Row] = []
@@ -188,7 +188,7 @@ private struct MergedRows<Row: Equatable> {
         self.table = table
     }
 
-    /// Adds `row`; a second row with the same key must agree (`same`, default ==).
+    /// Adds `row`. A second row with the same key must agree according to `same` (default ==).
     mutating func add(
         key: String, _ row: Row, raw: String, same: (Row, Row) -> Bool = { $0 == $1 }
     ) throws(CLIError) {

@@ -1,7 +1,7 @@
 // Checks and canonical forms of the values mailcloakctl writes: domain
 // names, addresses, usernames and app ids. The limits follow RFC 5321
-// (64-octet local part, 255-octet domain, 254-octet path without brackets)
-// and DNS (63-octet labels).
+// (64-octet local part, 254-octet address) and DNS (253-octet name,
+// 63-octet labels).
 import Model
 
 enum Validation {
