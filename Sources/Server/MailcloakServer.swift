@@ -66,6 +66,23 @@ public final class MailcloakServer: Sendable {
         }
         logger.info("mailcloak started", [(.threads, String(loops.loops.count)),
                                           (.workers, String(workers.threadCount))])
+        checkIdentityProviderInBackground()
+    }
+
+    /// Checks the provider's token and the service account's roles once at start, off the
+    /// reactor threads. A service account without `view-users` gets empty user lists from
+    /// Keycloak, which would reject every recipient, so that failure is logged as an error.
+    private func checkIdentityProviderInBackground() {
+        let identities = identities
+        let logger = logger
+        _ = workers.submit {
+            switch identities.checkProvider() {
+            case .success(let text):
+                logger.info("identity provider ready", [(.provider, text)])
+            case .failure(let error):
+                logger.error("identity provider check failed", [(.error, String(describing: error))])
+            }
+        }
     }
 
     /// Closes the listeners' connections, lets queued lookups finish, and stops the store.
