@@ -1,5 +1,7 @@
 // The database URL of mailcloakctl, taken from --database-url, else from
 // --config (the daemon's YAML file), else from MAILCLOAK_DATABASE_URL.
+import Config
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,10 +24,11 @@ func resolveDatabaseURL(_ arguments: Arguments) throws(CLIError) -> String {
 }
 
 /// Returns `database.url` from the daemon's YAML configuration file at `path`.
-// TODO: Read the file with the Config module's loader once it lands; until
-// then --config fails with this message instead of a partial YAML parse.
+/// The whole file is validated, as the daemon would validate it at start.
 func databaseURL(from path: String) throws(CLIError) -> String {
-    throw .runtime(
-        "reading the database URL from \(path) with --config is not supported by this build yet; "
-            + "use --database-url URL or set MAILCLOAK_DATABASE_URL")
+    do {
+        return try ConfigLoader.load(path: path).database.url
+    } catch {
+        throw .runtime("cannot use --config \(path): \(error)")
+    }
 }

@@ -61,13 +61,36 @@ import Testing
         #expect(result == ProcessResult(status: 0, stdout: "no domains\n", stderr: ""))
     }
 
-    @Test func configOptionIsNotSupportedYet() throws {
-        let result = try runProcess(try mailcloakctlPath(), ["--config", "/etc/mailcloak/config.yaml", "domains", "list"])
+    @Test func configFileSuppliesDatabaseURL() throws {
+        let database = try TestDatabase()
+        let folder = try TemporaryFolder()
+        let path = folder.path + "/mailcloak.yaml"
+        try """
+            listeners:
+              - name: local
+                address: "tcp:127.0.0.1:10027"
+            database:
+              url: "\(database.url.replacingOccurrences(of: "'", with: ""))"
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        _ = try ctl(database, ["domains", "add", "example.com"])
+
+        let result = try runProcess(try mailcloakctlPath(), ["--config", path, "domains", "list"])
+
+        #expect(result == ProcessResult(status: 0, stdout: """
+            DOMAIN       STATUS   ALIASES
+            example.com  enabled  0
+
+            """, stderr: ""))
+    }
+
+    @Test func unreadableConfigFileFails() throws {
+        let result = try runProcess(try mailcloakctlPath(), ["--config", "/nonexistent/mailcloak.yaml", "domains", "list"])
 
         #expect(result == ProcessResult(
             status: 1, stdout: "",
-            stderr: "mailcloakctl: reading the database URL from /etc/mailcloak/config.yaml with --config is not "
-                + "supported by this build yet; use --database-url URL or set MAILCLOAK_DATABASE_URL\n"))
+            stderr: "mailcloakctl: cannot use --config /nonexistent/mailcloak.yaml: /nonexistent/mailcloak.yaml: "
+                + "cannot read the configuration file: No such file or directory\n"))
     }
 
     @Test func unreachableDatabaseNamesServerNotPassword() throws {
