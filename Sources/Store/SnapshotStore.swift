@@ -184,12 +184,13 @@ extension SnapshotStore {
 
     /// Waits for notifications and the resync timer, reloading after each.
     private func listen(_ connection: PostgresConnection) throws(StoreError) {
-        var nextResync = monotonicSeconds() + config.resyncInterval
+        let resyncInterval = max(config.resyncInterval, 1)
+        var nextResync = monotonicSeconds() + resyncInterval
         while true {
             let notifications = try connection.waitForNotifications(until: nextResync)
             if notifications.isEmpty {
                 try reload(connection, reason: "resync")
-                nextResync = monotonicSeconds() + config.resyncInterval
+                nextResync = monotonicSeconds() + resyncInterval
                 continue
             }
 
@@ -202,7 +203,7 @@ extension SnapshotStore {
                 tables.formUnion(more.map(\.payload))
             }
             try reload(connection, reason: "notify " + tables.sorted().joined(separator: ","))
-            nextResync = monotonicSeconds() + config.resyncInterval
+            nextResync = monotonicSeconds() + resyncInterval
         }
     }
 

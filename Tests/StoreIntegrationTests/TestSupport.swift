@@ -11,7 +11,7 @@ struct TestSetupError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// The superuser URL of the test cluster, from MAILCLOAK_TEST_DATABASE_URL.
+/// Returns the superuser URL of the test cluster from MAILCLOAK_TEST_DATABASE_URL.
 func superuserURL() throws -> String {
     guard let url = ProcessInfo.processInfo.environment["MAILCLOAK_TEST_DATABASE_URL"], !url.isEmpty else {
         throw TestSetupError(description:
@@ -76,7 +76,7 @@ final class TestDatabase: Sendable {
     }
 }
 
-/// What a finished subprocess wrote and returned.
+/// The exit status and output of a finished subprocess.
 struct ProcessResult: Equatable, CustomStringConvertible {
     var status: Int32
     var stdout: String
