@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "SocketmapTests", dependencies: ["Socketmap"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
-        .testTarget(name: "IdentityProviderTests", dependencies: ["IdentityProvider", "Model", "Config"]),
+        .testTarget(name: "IdentityProviderTests", dependencies: ["IdentityProvider", "Model", "Config", "Log"]),
         // Tests against real services: PostgreSQL, the Keycloak development
         // directory, Postfix. scripts/test.sh starts what they need.
         .testTarget(name: "StoreIntegrationTests", dependencies: ["Store", "Config", "Model", "Log"]),
