@@ -112,6 +112,43 @@ enum TestEnvironment {
         )
     }
 
+    /// Starts a program that keeps running in the foreground (a daemon) and
+    /// returns its process id at once. It gets the same clean signal mask,
+    /// signal actions and descriptors as a program started by ``run(_:_:timeout:)``.
+    /// Stop it with ``terminate(_:timeout:)``, which also reaps it.
+    /// - Parameters:
+    ///   - outputPath: file that receives standard output (created or truncated).
+    ///   - errorPath: file that receives standard error; use a path other than
+    ///     `outputPath`, because both files are opened without O_APPEND.
+    /// - Throws: `TestEnvironmentError.launchFailed`.
+    static func launch(
+        _ executable: String, _ arguments: [String], outputPath: String, errorPath: String
+    ) throws -> pid_t {
+        let command = ([executable] + arguments).joined(separator: " ")
+        return try spawn(executable, arguments, outputPath: outputPath, errorPath: errorPath, command: command)
+    }
+
+    /// Returns the exit status of a launched process that has exited (and reaps it), or nil while it runs.
+    static func exitStatus(of pid: pid_t) -> Int32? {
+        waitForExit(pid, timeout: 0)
+    }
+
+    /// Sends SIGTERM to a launched process and waits for it to exit, sending
+    /// SIGKILL when `timeout` seconds pass. Returns its exit status, or nil
+    /// when it did not exit even after SIGKILL.
+    @discardableResult
+    static func terminate(_ pid: pid_t, timeout: Double = 10) -> Int32? {
+        if let status = waitForExit(pid, timeout: 0) {
+            return status
+        }
+        kill(pid, SIGTERM)
+        if let status = waitForExit(pid, timeout: timeout) {
+            return status
+        }
+        kill(pid, SIGKILL)
+        return waitForExit(pid, timeout: 2)
+    }
+
     private static func spawn(
         _ executable: String,
         _ arguments: [String],
@@ -448,8 +485,8 @@ enum Swaks {
     static func serverLines(in transcript: String) -> [String] {
         let marks = ["<- ", "<**", "<~ ", "<~*"]
         var lines: [String] = []
-        for rawLine in transcript.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+        // Swift reads CRLF as one Character, so split at every line end, not at "\n" alone.
+        for line in transcript.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             guard line.count >= 4, marks.contains(String(line.prefix(3))) else { continue }
             let text = String(line.dropFirst(4))
             if replyCode(of: text) != nil {
