@@ -1,0 +1,290 @@
+// The services one end-to-end suite run shares: a fresh database on the
+// PostgreSQL cluster of scripts/test.sh, the Keycloak development directory,
+// a running mailcloak, a private Dovecot (SASL) and a private Postfix that
+// queries mailcloak. They start once, before the first test of the `EndToEnd`
+// suite, and stop by process id in reverse order after the last one, also when
+// a test or the start fails. Must run as root, because Postfix and Dovecot do.
+// NOTE: A test run that is killed (SIGKILL, or Ctrl-C) runs no teardown, so the
+// services keep running until stopped by hand (Postfix and Dovecot with
+// scripts/testenv/*.sh stop DIR, under the run's e2e-* folder).
+
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A failure to start or stop the shared services, as opposed to a failed expectation.
+enum StackSetupError: Error, CustomStringConvertible {
+    case missingEnvironment(String)
+    case notRoot
+    case binaryNotFound(path: String)
+    case invalidDatabaseURL(String)
+    case notReady(service: String, seconds: Double, log: String)
+    case exited(service: String, status: Int32, log: String)
+    case unexpectedOutput(command: String, output: String)
+    case stopFailed(service: String, detail: String)
+    case teardownFailed([String])
+    case noStack
+
+    var description: String {
+        switch self {
+        case .missingEnvironment(let message):
+            return message
+        case .notRoot:
+            return "the end-to-end tests must run as root with Debian's postfix, dovecot-core and swaks installed,"
+                + " because the private Postfix and Dovecot masters start as root; run scripts/test.sh"
+        case .binaryNotFound(let path):
+            return "\(path) not found: build with `swift build --build-tests`, which puts mailcloak and"
+                + " mailcloakctl next to the test bundle"
+        case .invalidDatabaseURL(let url):
+            return "MAILCLOAK_TEST_DATABASE_URL is not a postgresql:// URL: \(url)"
+        case .notReady(let service, let seconds, let log):
+            return "\(service) did not become ready within \(seconds) s. Its log:\n\(log)"
+        case .exited(let service, let status, let log):
+            return "\(service) exited with status \(status) during start. Its log:\n\(log)"
+        case .unexpectedOutput(let command, let output):
+            return "\(command) printed something unexpected:\n\(output)"
+        case .stopFailed(let service, let detail):
+            return "\(service) did not stop cleanly: \(detail)"
+        case .teardownFailed(let problems):
+            return "stopping the end-to-end services failed:\n" + problems.joined(separator: "\n")
+        case .noStack:
+            return "no end-to-end services are running: the test must be inside the EndToEnd suite"
+        }
+    }
+}
+
+/// Paths and URLs the suite takes from scripts/test.sh.
+struct StackSettings: Sendable {
+    /// Superuser URL of the cluster's `postgres` database (MAILCLOAK_TEST_DATABASE_URL).
+    let adminDatabaseURL: String
+    /// Folder for this run's files (MAILCLOAK_TEST_WORKDIR, else the temporary directory).
+    let workDirectory: URL
+    /// The repository root (MAILCLOAK_SOURCE_ROOT, else found from this file's path).
+    let sourceRoot: URL
+    /// The build folder that contains the test bundle, mailcloak and mailcloakctl.
+    let binaryDirectory: URL
+
+    var mailcloakPath: String { binaryDirectory.appendingPathComponent("mailcloak").path }
+    var mailcloakctlPath: String { binaryDirectory.appendingPathComponent("mailcloakctl").path }
+
+    /// Reads the settings and checks that the daemon binaries and root rights are there.
+    /// - Throws: `StackSetupError` naming what is missing and how to get it.
+    static func fromEnvironment() throws -> StackSettings {
+        let environment = ProcessInfo.processInfo.environment
+        guard let databaseURL = environment["MAILCLOAK_TEST_DATABASE_URL"], !databaseURL.isEmpty else {
+            throw StackSetupError.missingEnvironment(
+                "MAILCLOAK_TEST_DATABASE_URL is not set: run the end-to-end tests through scripts/test.sh,"
+                    + " which starts a PostgreSQL cluster and sets it")
+        }
+        guard TestEnvironment.canRunPostfix else { throw StackSetupError.notRoot }
+
+        let workDirectory =
+            environment["MAILCLOAK_TEST_WORKDIR"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory
+        let sourceRoot =
+            environment["MAILCLOAK_SOURCE_ROOT"].map { URL(fileURLWithPath: $0) }
+            ?? TestEnvironment.repositoryRoot
+        // The test runner is the bundle itself (…/debug/mailcloakPackageTests.xctest) on Linux.
+        let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let settings = StackSettings(
+            adminDatabaseURL: databaseURL,
+            workDirectory: workDirectory,
+            sourceRoot: sourceRoot,
+            binaryDirectory: URL(fileURLWithPath: runner).deletingLastPathComponent()
+        )
+        for path in [settings.mailcloakPath, settings.mailcloakctlPath]
+        where !FileManager.default.isExecutableFile(atPath: path) {
+            throw StackSetupError.binaryNotFound(path: path)
+        }
+        return settings
+    }
+}
+
+/// Cleanup steps registered while the services start, run newest first.
+final class Teardown: Sendable {
+    typealias Step = (name: String, action: @Sendable () throws -> Void)
+
+    private let steps = Mutex<[Step]>([])
+
+    func add(_ name: String, _ action: @escaping @Sendable () throws -> Void) {
+        steps.withLock { $0.append((name, action)) }
+    }
+
+    /// Runs every step once, newest first, and returns the failures as text.
+    /// A failed step does not stop the ones after it.
+    func run() -> [String] {
+        let pending = steps.withLock { steps in
+            defer { steps.removeAll() }
+            return steps
+        }
+        var problems: [String] = []
+        for step in pending.reversed() {
+            do {
+                try step.action()
+            } catch {
+                problems.append("\(step.name): \(error)")
+            }
+        }
+        return problems
+    }
+}
+
+/// The running services of one suite run, and what the tests need to reach them.
+struct EndToEndStack: Sendable {
+    /// The app seeded with `mailcloakctl apps add`, its secret and its one allowed sender.
+    static let appID = "crm"
+    static let appSecret = "crm-end-to-end-secret"
+    static let appSender = "noreply@example.com"
+
+    /// The stack of the suite run that encloses the current test.
+    @TaskLocal static var current: EndToEndStack?
+
+    let settings: StackSettings
+    /// This run's folder: configuration, logs, and the Postfix and Dovecot instances.
+    let directory: URL
+    let database: TestDatabase
+    let keycloak: KeycloakDevProcess
+    let mailcloak: MailcloakDaemon
+    let dovecot: DovecotInstance
+    let postfix: PostfixInstance
+    let teardown: Teardown
+
+    /// Returns the stack of the enclosing suite run.
+    /// - Throws: `StackSetupError.noStack` outside the `EndToEnd` suite.
+    static func require() throws -> EndToEndStack {
+        guard let stack = current else { throw StackSetupError.noStack }
+        return stack
+    }
+
+    /// Starts every service in order. When one fails, the ones already
+    /// running are stopped before the error is thrown.
+    static func start() throws -> EndToEndStack {
+        let settings = try StackSettings.fromEnvironment()
+        let directory = settings.workDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8).lowercased())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // The postfix, dovecot and nobody users must reach files under it.
+        chmod(directory.path, 0o755)
+        let teardown = Teardown()
+        do {
+            return try start(settings: settings, directory: directory, teardown: teardown)
+        } catch {
+            let problems = teardown.run()
+            guard problems.isEmpty else {
+                throw StackSetupError.teardownFailed(["start failed: \(error)"] + problems)
+            }
+            throw error
+        }
+    }
+
+    private static func start(settings: StackSettings, directory: URL, teardown: Teardown) throws -> EndToEndStack {
+        let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
+        teardown.add("drop database \(database.name)") { try database.drop() }
+        let secretHash = try seed(database, settings: settings)
+
+        let keycloak = try KeycloakDevProcess.start(sourceRoot: settings.sourceRoot, directory: directory)
+        teardown.add("stop keycloak_dev.py") { try keycloak.stop() }
+
+        let mailcloak = try MailcloakDaemon.start(
+            settings: settings, directory: directory, databaseURL: database.url, keycloakBaseURL: keycloak.baseURL)
+        teardown.add("stop mailcloak") { try mailcloak.stop() }
+
+        let dovecot = try startDovecot(directory: directory, secretHash: secretHash, keycloak: keycloak)
+        teardown.add("stop Dovecot") { try dovecot.stop() }
+
+        let postfix = try PostfixInstance.start(
+            directory: directory.appendingPathComponent("postfix"),
+            smtpPort: try TestEnvironment.freePorts(count: 2),
+            mailcloakEndpoint: mailcloak.endpoint,
+            saslPath: dovecot.saslPath
+        )
+        teardown.add("stop Postfix") { try postfix.stop() }
+
+        return EndToEndStack(
+            settings: settings, directory: directory, database: database, keycloak: keycloak,
+            mailcloak: mailcloak, dovecot: dovecot, postfix: postfix, teardown: teardown)
+    }
+
+    /// Migrates and seeds the database, and returns the argon2id hash stored for the app.
+    private static func seed(_ database: TestDatabase, settings: StackSettings) throws -> String {
+        let ctl = MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url)
+        try ctl.runChecked(["migrate"])
+        try ctl.runChecked(["domains", "add", "example.com"])
+        try ctl.runChecked(["domains", "add", "disabled.test"])
+        try ctl.runChecked(["domains", "disable", "disabled.test"])
+        try ctl.runChecked(["aliases", "add", "sales@example.com", "alice"])
+        try ctl.runChecked(["aliases", "add", "support@example.com", "bob"])
+        // mailcloakctl reads the secret from standard input, which run() connects to /dev/null.
+        try TestEnvironment.runChecked(
+            "/bin/sh",
+            [
+                "-c", "printf '%s\\n' \"$1\" | \"$2\" --database-url \"$3\" apps add \"$4\" --secret-stdin",
+                "sh", appSecret, settings.mailcloakctlPath, database.url, appID,
+            ])
+        try ctl.runChecked(["apps", "allow", appID, appSender])
+
+        let hash = try database.query("SELECT secret_hash FROM apps WHERE id = '\(appID)'")
+        guard hash.hasPrefix("$argon2id$") else {
+            throw StackSetupError.unexpectedOutput(command: "SELECT secret_hash FROM apps", output: hash)
+        }
+        return hash
+    }
+
+    /// Starts Dovecot with PLAIN for the app (the hash mailcloakctl stored) and
+    /// XOAUTH2 checked at keycloak_dev's introspection endpoint.
+    private static func startDovecot(
+        directory: URL, secretHash: String, keycloak: KeycloakDevProcess
+    ) throws -> DovecotInstance {
+        let passwdFile = directory.appendingPathComponent("passwd")
+        try "\(appID):{ARGON2ID}\(secretHash)\n".write(to: passwdFile, atomically: true, encoding: .utf8)
+        chmod(passwdFile.path, 0o644)
+        return try DovecotInstance.start(
+            directory: directory.appendingPathComponent("dovecot"),
+            authPort: try TestEnvironment.freePorts(count: 1),
+            passwdFile: passwdFile,
+            introspectionURL: keycloak.introspectionURL
+        )
+    }
+}
+
+/// Starts the end-to-end services before the first test of a suite and stops
+/// them after the last one, making them available as `EndToEndStack.current`.
+struct EndToEndStackTrait: SuiteTrait, TestScoping {
+    func provideScope(
+        for test: Test,
+        testCase: Test.Case?,
+        performing function: @Sendable () async throws -> Void
+    ) async throws {
+        let stack = try EndToEndStack.start()
+        var failure: (any Error)?
+        do {
+            try await EndToEndStack.$current.withValue(stack) {
+                try await function()
+            }
+        } catch {
+            failure = error
+        }
+        let problems = stack.teardown.run()
+        if let failure {
+            throw failure
+        }
+        if !problems.isEmpty {
+            throw StackSetupError.teardownFailed(problems)
+        }
+    }
+}
+
+extension Trait where Self == EndToEndStackTrait {
+    /// Runs the suite against a new database and newly started keycloak_dev.py,
+    /// mailcloak, Dovecot and Postfix.
+    static var endToEndStack: Self { Self() }
+}
+
+/// Postfix (smtpd, cleanup, postmap) querying a running mailcloak, over real
+/// SMTP and socketmap connections. The nested suites share one stack and run
+/// one test at a time, because they read shared logs and mailboxes.
+@Suite(.serialized, .endToEndStack)
+struct EndToEnd {}
