@@ -19,6 +19,8 @@ let package = Package(
         .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CArgon2", providers: [.apt(["libargon2-dev"])]),
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // hiredis: no pkgConfig, because its Cflags carry -D_FILE_OFFSET_BITS=64, which SwiftPM drops with a warning.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // What Swift cannot call directly: epoll, eventfd, accept4, variadic curl setters.
         .target(name: "CShim", dependencies: ["CCurl"]),
 
@@ -29,19 +31,21 @@ let package = Package(
         .target(name: "Socketmap"),
         .target(name: "Reactor", dependencies: ["CShim", "Log", "Config"]),
         .target(name: "Store", dependencies: ["CLibPQ", "Model", "Config", "Log"]),
-        .target(name: "IdentityProvider", dependencies: ["CCurl", "CShim", "Model", "Config", "Log"]),
+        .target(name: "Metrics"),
+        .target(name: "RedisCache", dependencies: ["CHiredis", "Model", "Config", "Log"]),
+        .target(name: "IdentityProvider", dependencies: ["CCurl", "CShim", "Model", "Config", "Log", "RedisCache"]),
         .target(name: "Resolver", dependencies: ["Model", "Config", "Log", "PolicyProtocol", "Socketmap"]),
         .target(
             name: "Server",
             dependencies: [
                 "Reactor", "PolicyProtocol", "Socketmap", "Resolver", "Store", "IdentityProvider",
-                "Config", "Log", "Model",
+                "Config", "Log", "Model", "Metrics",
             ]
         ),
         .executableTarget(name: "mailcloak", dependencies: ["Server", "Config", "Log", "Store", "IdentityProvider"]),
         .executableTarget(
             name: "mailcloakctl",
-            dependencies: ["Store", "Config", "Log", "Model", "CArgon2", "CSQLite"]
+            dependencies: ["Store", "Config", "Log", "Model", "CArgon2", "CSQLite", "RedisCache"]
         ),
         .executableTarget(name: "mailcloak-bench", dependencies: ["CShim"]),
         .executableTarget(name: "baseline-responder"),
@@ -52,6 +56,8 @@ let package = Package(
         .testTarget(name: "SocketmapTests", dependencies: ["Socketmap"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
+        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(name: "IdentityProviderTests", dependencies: ["IdentityProvider", "Model", "Config", "Log"]),
         // Tests against real services: PostgreSQL, the Keycloak development
         // directory, Postfix. scripts/test.sh starts what they need.

@@ -6,7 +6,7 @@
 set -eu
 
 PACKAGES="pkg-config libpq-dev libcurl4-openssl-dev libyaml-dev libargon2-dev libsqlite3-dev sqlite3
-postgresql-15 postgresql-client-15 postfix swaks python3 dovecot-core dovecot-pgsql"
+libhiredis-dev redis-server postgresql-15 postgresql-client-15 postfix swaks python3 dovecot-core dovecot-pgsql"
 
 missing=""
 for package in $PACKAGES; do
