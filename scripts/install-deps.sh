@@ -5,7 +5,7 @@
 # package; it must already be on PATH or in /opt/swift/usr/bin.
 set -eu
 
-PACKAGES="pkg-config libpq-dev libcurl4-openssl-dev libyaml-dev libargon2-dev libsqlite3-dev sqlite3
+PACKAGES="pkg-config libssl-dev openssl stunnel4 libpq-dev libcurl4-openssl-dev libyaml-dev libargon2-dev libsqlite3-dev sqlite3
 libhiredis-dev redis-server postgresql-15 postgresql-client-15 postfix swaks python3 dovecot-core dovecot-pgsql"
 
 missing=""
