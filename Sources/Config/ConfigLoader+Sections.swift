@@ -66,7 +66,6 @@ extension ConfigLoader {
         try section.readDuration("connect_timeout", into: &database.connectTimeout, range: 0.1...300)
         try section.readDuration("statement_timeout", into: &database.statementTimeout, range: 0.1...3600)
         try section.readDuration("max_reconnect_delay", into: &database.maxReconnectDelay, range: 0.1...3600)
-        try section.readInt("max_connections", into: &database.maxConnections, range: 2...64)
         try section.readDuration("max_snapshot_age", into: &database.maxSnapshotAge, range: 20...604_800)
 
         if database.maxSnapshotAge <= database.resyncInterval {

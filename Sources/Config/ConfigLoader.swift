@@ -36,7 +36,7 @@ public enum ConfigLoader {
             "database",
             [
                 "url", "resync_interval", "connect_timeout", "statement_timeout", "max_reconnect_delay",
-                "max_connections", "max_snapshot_age",
+                "max_snapshot_age",
             ]
         ),
         ("identity", ["provider", "keycloak", "cache"]),

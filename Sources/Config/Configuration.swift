@@ -134,7 +134,8 @@ public struct PolicyConfig: Sendable, Equatable {
     public init() {}
 }
 
-/// The PostgreSQL store and its snapshot.
+/// The PostgreSQL store and its snapshot. The daemon holds one connection, which both
+/// listens for notifications and loads snapshots.
 public struct DatabaseConfig: Sendable, Equatable {
     /// A libpq connection string or URI.
     public var url: String = "postgresql:///mailcloak"
@@ -146,8 +147,6 @@ public struct DatabaseConfig: Sendable, Equatable {
     public var statementTimeout: Seconds = 10
     /// Upper bound of the reconnect backoff after PostgreSQL goes away.
     public var maxReconnectDelay: Seconds = 30
-    /// Connections the daemon opens at most (one listens, the rest load snapshots).
-    public var maxConnections: Int = 2
     /// Snapshots older than this make readiness fail.
     public var maxSnapshotAge: Seconds = 900
 

@@ -65,7 +65,6 @@ private func error(_ text: String) -> ConfigError? {
           connect_timeout: 2.5
           statement_timeout: 1.5s
           max_reconnect_delay: 1m
-          max_connections: 4
           max_snapshot_age: 2h
         identity:
           provider: keycloak
@@ -123,7 +122,6 @@ private func error(_ text: String) -> ConfigError? {
     database.connectTimeout = 2.5
     database.statementTimeout = 1.5
     database.maxReconnectDelay = 60
-    database.maxConnections = 4
     database.maxSnapshotAge = 7200
     #expect(configuration.database == database)
 
@@ -317,9 +315,6 @@ private let invalidValueCases: [InvalidValueCase] = [
     .init(
         yaml: "database:\n  url: \"\"\n", path: "database.url", found: "(secret value hidden)",
         expected: "a non-empty string"),
-    .init(
-        yaml: "database:\n  max_connections: 1\n", path: "database.max_connections", found: "\"1\"",
-        expected: "an integer from 2 to 64"),
     .init(
         yaml: "database:\n  max_snapshot_age: 5m\n", path: "database.max_snapshot_age", found: "\"5m\"",
         expected: "max_snapshot_age longer than resync_interval (5m)"),
