@@ -116,6 +116,11 @@ public final class Connection {
             output.append(contentsOf: bytes)
         }
         if outputPendingSince == nil { outputPendingSince = loop.now }
+        // A peer that sends requests but never reads the replies ties up only this much memory.
+        if output.count - outputStart > loop.limits.maxBufferedOutput {
+            close(reason: .outputLimit)
+            return
+        }
         loop.updateInterest(self, adding: .write)
     }
 

@@ -272,9 +272,6 @@ public final class EventLoop: @unchecked Sendable {
         guard interest != connection.interest, !connection.isClosed else { return }
         connection.interest = interest
         selector.modify(connection.transport.fileDescriptor, interest: interest, token: connection.id)
-        if connection.output.count - connection.outputStart > limits.maxBufferedOutput {
-            close(connection, reason: .outputLimit)
-        }
     }
 
     private func sweep() {

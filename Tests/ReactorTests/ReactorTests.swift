@@ -53,13 +53,14 @@ private struct LineFactory: ConnectionHandlerFactory {
     func makeHandler(for connection: Connection) -> any ConnectionHandler { LineHandler() }
 }
 
-private func startGroup(idleTimeout: Double = 60, ioTimeout: Double = 60, maxInput: Int = 1024)
-    throws -> (ServerLoopGroup, UInt16)
+private func startGroup(idleTimeout: Double = 60, ioTimeout: Double = 60, maxInput: Int = 1024,
+                        maxOutput: Int = 1024 * 1024) throws -> (ServerLoopGroup, UInt16)
 {
     let listener = try ListeningSocket.bind(ListenerConfig(name: "test", address: .tcp(host: "127.0.0.1", port: 0)))
     let group = try ServerLoopGroup(
         threadCount: 2, listeners: [listener],
-        limits: ConnectionLimits(idleTimeout: idleTimeout, ioTimeout: ioTimeout, maxBufferedInput: maxInput),
+        limits: ConnectionLimits(
+            idleTimeout: idleTimeout, ioTimeout: ioTimeout, maxBufferedInput: maxInput, maxBufferedOutput: maxOutput),
         factory: LineFactory())
     group.start()
     return (group, listener.port!)
@@ -69,8 +70,11 @@ private func startGroup(idleTimeout: Double = 60, ioTimeout: Double = 60, maxInp
 private final class Client {
     let fd: Int32
 
-    init(port: UInt16) throws {
+    init(port: UInt16, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
@@ -92,6 +96,18 @@ private final class Client {
     }
 
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Sends `text` up to `times` times without reading; returns false once a send fails.
+    func sendRepeatedly(_ text: String, times: Int) -> Bool {
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let bytes = Array(text.utf8)
+        for _ in 0..<times {
+            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent < 0 { return false }
+        }
+        return true
+    }
 
     /// Reads until `count` bytes arrived, the peer closed, or the timeout passed.
     func read(count: Int) -> String {
@@ -156,6 +172,18 @@ private final class Client {
         let client = try Client(port: port)
         client.send(String(repeating: "x", count: 4000))
         #expect(client.isClosedByPeer())
+    }
+
+    @Test func loopClosesPeerThatNeverReads() throws {
+        let (group, port) = try startGroup(maxInput: 64 * 1024, maxOutput: 64 * 1024)
+        defer { group.stop() }
+        let client = try Client(port: port, receiveBuffer: 4096)
+        // 4000 lines a batch; the replies pile up in the server until it gives up on the peer.
+        let batch = String(repeating: "request\n", count: 4000)
+        #expect(!client.sendRepeatedly(batch, times: 2000))
+        let other = try Client(port: port)
+        other.send("still\n")
+        #expect(other.read(count: 9) == "ok still\n")
     }
 
     @Test func loopClosesIdleConnection() throws {
