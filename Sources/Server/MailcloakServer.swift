@@ -49,7 +49,7 @@ public final class MailcloakServer: Sendable {
             factory: SessionFactory(context: context), logger: logger)
     }
 
-    /// The listeners as bound, with real ports where the configuration said 0.
+    /// The listeners as bound, with the real port where the configuration gave port 0.
     public var listeners: [ListenerInfo] { loops.listeners.map(\.info) }
 
     /// Starts the store, then the reactor threads. Requests that arrive before

@@ -199,7 +199,7 @@ final class ProtocolSession: ConnectionHandler {
             loop.deliver(LookupCompletion(generation: ticket, key: key, result: result), to: id)
         }
         guard submitted else {
-            context.logger.warning("lookup queue full, answering busy", [(.connection, String(id))])
+            context.logger.warning("lookup queue full, replying with a temporary failure", [(.connection, String(id))])
             finish(connection, reply: busyReply)
             return
         }

@@ -1,4 +1,4 @@
-// What every protocol session shares: the resolver, the worker pool that runs
+// The collaborators every protocol session shares: the resolver, the worker pool that runs
 // identity lookups, and the protocol limits. Immutable after start.
 import Config
 import Log
