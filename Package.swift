@@ -23,7 +23,7 @@ let package = Package(
         // hiredis: no pkgConfig, because its Cflags carry -D_FILE_OFFSET_BITS=64, which SwiftPM drops with a warning.
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // What Swift cannot call directly: epoll, eventfd, accept4, variadic curl setters.
-        .target(name: "CShim", dependencies: ["CCurl"]),
+        .target(name: "CShim", dependencies: ["CCurl", "COpenSSL"]),
 
         .target(name: "Log"),
         .target(name: "Config", dependencies: ["CYAML", "Log"]),
@@ -56,6 +56,7 @@ let package = Package(
         .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol"]),
         .testTarget(name: "SocketmapTests", dependencies: ["Socketmap"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
+        .testTarget(name: "TLSTests", dependencies: ["Reactor", "Config", "CShim", "COpenSSL"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),

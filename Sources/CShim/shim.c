@@ -7,6 +7,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <time.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 int mc_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -78,3 +81,84 @@ CURLcode mc_curl_getinfo_long(CURL *curl, CURLINFO info, long *value) {
 }
 
 int mc_set_thread_name(pthread_t thread, const char *name) { return pthread_setname_np(thread, name); }
+
+long mc_ssl_ctx_set_server_modes(SSL_CTX *ctx) {
+    return SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                                     | SSL_MODE_RELEASE_BUFFERS);
+}
+
+int mc_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, version);
+}
+
+long mc_ssl_ctx_set_server_session_cache(SSL_CTX *ctx) {
+    return SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+}
+
+uint64_t mc_ssl_ctx_set_server_options(SSL_CTX *ctx) {
+    return SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION
+                                        | SSL_OP_CIPHER_SERVER_PREFERENCE);
+}
+
+int mc_tls1_2_version(void) { return TLS1_2_VERSION; }
+int mc_tls1_3_version(void) { return TLS1_3_VERSION; }
+
+int mc_x509_san_count(X509 *cert, void **names) {
+    GENERAL_NAMES *list = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    *names = list;
+    return list == NULL ? 0 : sk_GENERAL_NAME_num(list);
+}
+
+int mc_x509_san_entry(void *names, int index, const unsigned char **data, int *length) {
+    const GENERAL_NAME *name = sk_GENERAL_NAME_value((GENERAL_NAMES *)names, index);
+    *data = NULL;
+    *length = 0;
+    if (name == NULL) return 0;
+    switch (name->type) {
+    case GEN_DNS:
+        *data = ASN1_STRING_get0_data(name->d.dNSName);
+        *length = ASN1_STRING_length(name->d.dNSName);
+        return 1;
+    case GEN_URI:
+        *data = ASN1_STRING_get0_data(name->d.uniformResourceIdentifier);
+        *length = ASN1_STRING_length(name->d.uniformResourceIdentifier);
+        return 2;
+    case GEN_IPADD:
+        *data = ASN1_STRING_get0_data(name->d.iPAddress);
+        *length = ASN1_STRING_length(name->d.iPAddress);
+        return 3;
+    default:
+        return 0;
+    }
+}
+
+void mc_x509_san_free(void *names) {
+    if (names != NULL) GENERAL_NAMES_free((GENERAL_NAMES *)names);
+}
+
+int mc_x509_common_name(X509 *cert, char *out, int capacity) {
+    X509_NAME *subject = X509_get_subject_name(cert);
+    int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (index < 0) return -1;
+    ASN1_STRING *value = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+    int length = ASN1_STRING_length(value);
+    if (length < 0 || length >= capacity) return -1;
+    memcpy(out, ASN1_STRING_get0_data(value), (size_t)length);
+    out[length] = 0;
+    return length;
+}
+
+long long mc_x509_time(X509 *cert, int before) {
+    const ASN1_TIME *time = before ? X509_get0_notBefore(cert) : X509_get0_notAfter(cert);
+    struct tm parts;
+    if (time == NULL || ASN1_TIME_to_tm(time, &parts) != 1) return -1;
+    return (long long)timegm(&parts);
+}
+
+int mc_no_password(char *buffer, int size, int rwflag, void *userdata) {
+    (void)buffer;
+    (void)size;
+    (void)rwflag;
+    (void)userdata;
+    return -1;
+}

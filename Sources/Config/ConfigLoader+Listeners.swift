@@ -48,6 +48,7 @@ extension ConfigLoader {
             listener.services = try services(servicesNode, path: section.path("services"))
         }
         try readPermissions(section, address: address, into: &listener.unixPermissions)
+        try readSecurity(section, address: address, into: &listener)
         return listener
     }
 

@@ -79,9 +79,12 @@ extension ConfigLoader {
     static func identitySection(_ node: YAMLNode) throws(ConfigError) -> IdentityConfig {
         let section = try mapping(node, path: "identity")
         var identity = IdentityConfig()
-        try section.readChoice("provider", into: &identity.provider, choices: [.keycloak])
+        try section.readChoice("provider", into: &identity.provider, choices: [.keycloak, .authentik])
         if let node = section.node("keycloak") { identity.keycloak = try keycloakSection(node) }
+        if let node = section.node("authentik") { identity.authentik = try authentikSection(node) }
         if let node = section.node("cache") { identity.cache = try identityCacheSection(node) }
+        if let node = section.node("redis") { identity.redis = try redisSection(node) }
+        if let node = section.node("breaker") { identity.breaker = try breakerSection(node) }
         return identity
     }
 
@@ -118,6 +121,8 @@ extension ConfigLoader {
         try section.readInt("max_entries", into: &cache.maxEntries, range: 1...10_000_000)
         try section.readDuration("positive_ttl", into: &cache.positiveTTL, range: 1...86_400)
         try section.readDuration("negative_ttl", into: &cache.negativeTTL, range: 1...86_400)
+        try section.readFraction("ttl_jitter", into: &cache.ttlJitter, range: 0...0.5)
+        try section.readDuration("max_staleness", into: &cache.maxStaleness, range: 0...604_800)
         return cache
     }
 

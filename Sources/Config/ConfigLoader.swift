@@ -16,7 +16,15 @@ public enum ConfigLoader {
     /// The keys allowed in each mapping, by the mapping's key path; `listeners[]` is any listener.
     static let allowedKeys: [(path: String, keys: [String])] = [
         ("", ["listeners", "server", "policy", "database", "identity", "log"]),
-        ("listeners[]", ["name", "address", "services", "owner", "group", "mode"]),
+        ("listeners[]", ["name", "address", "services", "owner", "group", "mode", "tls", "acl", "proxy_protocol_from"]),
+        (
+            "listeners[].tls",
+            [
+                "certificate", "key", "client_ca", "crl", "min_version", "ciphers", "cipher_suites", "verify_depth",
+                "handshake_timeout", "expiry_warning", "reload_interval",
+            ]
+        ),
+        ("listeners[].acl[]", ["name", "identities", "networks", "services"]),
         (
             "server",
             [
@@ -39,7 +47,7 @@ public enum ConfigLoader {
                 "max_snapshot_age",
             ]
         ),
-        ("identity", ["provider", "keycloak", "cache"]),
+        ("identity", ["provider", "keycloak", "authentik", "cache", "redis", "breaker"]),
         (
             "identity.keycloak",
             [
@@ -47,7 +55,19 @@ public enum ConfigLoader {
                 "connect_timeout", "token_refresh_skew", "require_email_verified", "ca_file",
             ]
         ),
-        ("identity.cache", ["max_entries", "positive_ttl", "negative_ttl"]),
+        ("identity.cache", ["max_entries", "positive_ttl", "negative_ttl", "ttl_jitter", "max_staleness"]),
+        (
+            "identity.redis",
+            [
+                "host", "port", "password", "password_file", "database", "key_prefix", "pool_size",
+                "connect_timeout", "command_timeout", "max_reconnect_delay", "lock_ttl", "lock_wait",
+            ]
+        ),
+        ("identity.breaker", ["failure_threshold", "initial_backoff", "max_backoff"]),
+        (
+            "identity.authentik",
+            ["base_url", "token", "token_file", "request_timeout", "connect_timeout", "page_size", "ca_file"]
+        ),
         ("log", ["level", "format"]),
     ]
 

@@ -72,6 +72,12 @@ public struct ListenerConfig: Sendable, Equatable {
     /// Services offered; a connection's first byte picks policy (a letter) or socketmap (a digit).
     public var services: Set<ServiceKind>
     public var unixPermissions: UnixSocketPermissions
+    /// Mutual TLS; nil for a plain listener.
+    public var tls: ListenerTLSConfig?
+    /// Access rules; nil on a plain listener means every client gets every service it offers.
+    public var acl: [ACLRule]?
+    /// Load balancers whose connections start with a PROXY protocol v2 header; empty turns it off.
+    public var proxyProtocolFrom: [IPNetwork] = []
 
     public init(
         name: String, address: ListenAddress,
@@ -157,11 +163,16 @@ public struct DatabaseConfig: Sendable, Equatable {
 public struct IdentityConfig: Sendable, Equatable {
     public enum Provider: String, Sendable, Equatable {
         case keycloak
+        case authentik
     }
 
     public var provider: Provider = .keycloak
     public var keycloak: KeycloakConfig = .init()
+    public var authentik: AuthentikConfig = .init()
     public var cache: IdentityCacheConfig = .init()
+    /// The shared cache; used only when `redis.host` is set.
+    public var redis: RedisConfig = .init()
+    public var breaker: CircuitBreakerConfig = .init()
 
     public init() {}
 }
@@ -193,6 +204,10 @@ public struct IdentityCacheConfig: Sendable, Equatable {
     public var maxEntries: Int = 100_000
     public var positiveTTL: Seconds = 300
     public var negativeTTL: Seconds = 60
+    /// Each TTL is varied by up to this fraction, so entries written together expire apart.
+    public var ttlJitter: Double = 0.1
+    /// How long past its TTL an answer is kept to serve while the provider is down; 0 keeps none.
+    public var maxStaleness: Seconds = 3600
 
     public init() {}
 }

@@ -4,6 +4,7 @@
 // request deadline and a response body limit.
 import CCurl
 import CShim
+import RedisCache
 
 /// One HTTP request. Header lines and body may carry credentials: never log them.
 struct HTTPRequest {

@@ -1,7 +1,8 @@
 // The in-process cache of identity answers (L1): a sharded LRU with one
 // TTL for found and one for notFound answers. Reactor threads read it at
 // high rate, so each shard has its own mutex and a read never blocks on I/O.
-// Errors are never stored: the API takes answers only.
+// Errors are never stored: the API takes answers only. An entry outlives its
+// TTL by the stale window, during which only `staleAnswer(for:)` returns it.
 import Model
 import Synchronization
 
@@ -12,8 +13,14 @@ import Synchronization
 /// shard capacities add up to `maxEntries`. LRU order is kept per shard, so
 /// an eviction removes the least recently used entry of the key's shard.
 public final class IdentityCache: Sendable {
+    /// A stored answer and the monotonic time at which it goes stale.
+    struct Entry: Sendable {
+        var answer: IdentityAnswer
+        var freshUntil: UInt64
+    }
+
     private final class Shard: Sendable {
-        let store: Mutex<LRUStore<IdentityKey, IdentityAnswer>>
+        let store: Mutex<LRUStore<IdentityKey, Entry>>
 
         init(capacity: Int) {
             store = Mutex(LRUStore(capacity: capacity))
@@ -25,6 +32,8 @@ public final class IdentityCache: Sendable {
     private let shards: [Shard]
     private let positiveTTL: UInt64
     private let negativeTTL: UInt64
+    private let staleWindow: UInt64
+    private let jitter: Double
     private let clock: MonotonicClock
 
     /// Creates an empty cache.
@@ -32,12 +41,14 @@ public final class IdentityCache: Sendable {
     ///   - maxEntries: bound on entries; 0 disables the cache.
     ///   - positiveTTL: seconds a found answer is served; 0 stores none.
     ///   - negativeTTL: seconds a notFound answer is served; 0 stores none.
+    ///   - staleWindow: seconds an entry is kept past its TTL for `staleAnswer(for:)`.
+    ///   - jitter: fraction (0 to 0.5) by which each TTL is varied at random.
     ///   - shardCount: number of independently locked shards, capped at
     ///     `maxEntries` so that every shard holds at least one entry.
     ///   - clock: monotonic nanoseconds; tests pass their own.
     public init(
-        maxEntries: Int, positiveTTL: Double, negativeTTL: Double, shardCount: Int = 16,
-        clock: @escaping MonotonicClock = monotonicNanoseconds
+        maxEntries: Int, positiveTTL: Double, negativeTTL: Double, staleWindow: Double = 0, jitter: Double = 0,
+        shardCount: Int = 16, clock: @escaping MonotonicClock = monotonicNanoseconds
     ) {
         self.maxEntries = max(0, maxEntries)
         let count = max(1, min(shardCount, self.maxEntries))
@@ -46,25 +57,41 @@ public final class IdentityCache: Sendable {
         shards = (0..<count).map { Shard(capacity: base + ($0 < remainder ? 1 : 0)) }
         self.positiveTTL = nanoseconds(positiveTTL)
         self.negativeTTL = nanoseconds(negativeTTL)
+        self.staleWindow = nanoseconds(staleWindow)
+        self.jitter = min(0.5, max(0, jitter))
         self.clock = clock
     }
 
     /// Returns the fresh answer for `key`, or nil on a miss or an expired entry.
     public func answer(for key: IdentityKey) -> IdentityAnswer? {
         let now = clock()
-        return shard(for: key).store.withLock { $0.value(for: key, now: now) }
+        guard let entry = shard(for: key).store.withLock({ $0.value(for: key, now: now) }) else { return nil }
+        return now < entry.freshUntil ? entry.answer : nil
     }
 
-    /// Stores `answer` for `key` with the TTL of its kind.
-    public func store(_ answer: IdentityAnswer, for key: IdentityKey) {
-        let ttl: UInt64
+    /// Returns the answer for `key` whether fresh or stale, or nil when none
+    /// is kept; `age` is how long past its TTL it is (0 when fresh), in seconds.
+    public func staleAnswer(for key: IdentityKey) -> (answer: IdentityAnswer, age: Double)? {
+        let now = clock()
+        guard let entry = shard(for: key).store.withLock({ $0.value(for: key, now: now) }) else { return nil }
+        let age = now > entry.freshUntil ? Double(now - entry.freshUntil) / 1e9 : 0
+        return (entry.answer, age)
+    }
+
+    /// Stores `answer` for `key` with the TTL of its kind, varied by the
+    /// jitter, or with `freshFor` seconds when that is shorter.
+    public func store(_ answer: IdentityAnswer, for key: IdentityKey, freshFor: Double? = nil) {
+        var ttl: UInt64
         switch answer {
         case .found: ttl = positiveTTL
         case .notFound: ttl = negativeTTL
         }
         guard ttl > 0 else { return }
-        let expiresAt = clock() &+ ttl
-        shard(for: key).store.withLock { $0.set(answer, for: key, expiresAt: expiresAt) }
+        if jitter > 0 { ttl = UInt64(Double(ttl) * Double.random(in: (1 - jitter)...(1 + jitter))) }
+        if let freshFor { ttl = min(ttl, nanoseconds(freshFor)) }
+        let freshUntil = clock() &+ ttl
+        let entry = Entry(answer: answer, freshUntil: freshUntil)
+        shard(for: key).store.withLock { $0.set(entry, for: key, expiresAt: freshUntil &+ staleWindow) }
     }
 
     /// Removes the entry for `key`, if any.
@@ -72,6 +99,7 @@ public final class IdentityCache: Sendable {
         shard(for: key).store.withLock { _ = $0.removeValue(for: key) }
     }
 
+    /// Removes every entry.
     public func removeAll() {
         for shard in shards {
             shard.store.withLock { $0.removeAll() }

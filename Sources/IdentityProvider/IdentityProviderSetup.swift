@@ -34,6 +34,9 @@ public func checkIdentityProvider(config: IdentityConfig) -> Result<String, Iden
 func makeIdentityDirectory(
     config: IdentityConfig, logger: Logger, clock: @escaping MonotonicClock
 ) throws(IdentityProviderError) -> CachedIdentityDirectory {
+    guard config.provider == .keycloak else {
+        throw .invalidConfiguration(key: "identity.provider", reason: "authentik is not supported yet")
+    }
     let keycloak = config.keycloak
     let settings = try KeycloakSettings(config)
     let http: HTTPClient
@@ -50,14 +53,19 @@ func makeIdentityDirectory(
     let client = KeycloakClient(config: keycloak, baseURL: settings.baseURL, tokens: tokens, http: http, logger: logger)
     let cache = IdentityCache(
         maxEntries: config.cache.maxEntries, positiveTTL: config.cache.positiveTTL,
-        negativeTTL: config.cache.negativeTTL, clock: clock)
+        negativeTTL: config.cache.negativeTTL, staleWindow: config.cache.maxStaleness,
+        jitter: config.cache.ttlJitter, clock: clock)
+    let shared = try makeSharedCache(config: config, logger: logger)
     logger.info(
         "identity provider configured",
         [
             (.provider, "keycloak"), (.url, settings.baseURL), (.realm, keycloak.realm), (.user, keycloak.clientID),
             (.limit, "\(config.cache.maxEntries)"),
+            (.address, config.redis.host.map { "redis \($0):\(config.redis.port)" } ?? "no shared cache"),
         ])
-    return CachedIdentityDirectory(config: config, client: client, tokens: tokens, cache: cache)
+    let backend = KeycloakBackend(config: keycloak, client: client, tokens: tokens)
+    return CachedIdentityDirectory(
+        config: config, backend: backend, cache: cache, shared: shared, logger: logger, clock: clock)
 }
 
 /// Runs the provider check against a token provider and client.
@@ -139,7 +147,7 @@ struct KeycloakSettings {
                 key: "identity.cache.max_entries", reason: "must be 0 or more, got \(config.cache.maxEntries)")
         }
         if let path = keycloak.clientSecretFile {
-            secret = try Self.readSecretFile(path)
+            secret = try Self.readSecretFile(path, key: "identity.keycloak.client_secret_file")
         } else if !keycloak.clientSecret.isEmpty {
             secret = Secret(keycloak.clientSecret)
         } else {
@@ -184,8 +192,7 @@ struct KeycloakSettings {
 
     /// Reads the client secret from `path`, trimming surrounding whitespace
     /// such as the final newline most editors add.
-    private static func readSecretFile(_ path: String) throws(IdentityProviderError) -> Secret {
-        let key = "identity.keycloak.client_secret_file"
+    static func readSecretFile(_ path: String, key: String) throws(IdentityProviderError) -> Secret {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw .invalidConfiguration(key: key, reason: "cannot open \(path): \(String(cString: strerror(errno)))")

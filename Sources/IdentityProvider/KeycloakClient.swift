@@ -11,6 +11,8 @@ final class KeycloakClient: Sendable {
     /// Page size of a user query. Exact matches are at most a few users;
     /// a full page without a match means the server matched substrings.
     static let maxResults = 20
+    /// Pages read at most for one key.
+    static let maxPages = 5
 
     private let usersEndpoint: String
     private let usersPath: String
@@ -37,15 +39,11 @@ final class KeycloakClient: Sendable {
     /// Returns the enabled user for `key`, or notFound.
     /// - Throws: `.unavailable` when the provider gave no usable answer.
     func lookup(_ key: IdentityKey) throws(IdentityLookupError) -> IdentityAnswer {
-        let users: [KeycloakUserRepresentation]
-        switch key {
-        case .email(let value): users = try queryUsers(field: "email", value: value, max: Self.maxResults)
-        case .username(let value): users = try queryUsers(field: "username", value: value, max: Self.maxResults)
-        }
+        let (users, complete) = try queryAllPages(key)
         let selection = KeycloakUserSelection(users: users, key: key, requireEmailVerified: requireEmailVerified)
-        if selection.fieldMatches == 0 && users.count >= Self.maxResults {
+        if selection.fieldMatches == 0 && !complete {
             throw fail(
-                "user query returned a full page of \(users.count) users without an exact match; "
+                "user query returned a full page of \(Self.maxResults) users without an exact match; "
                     + "the server seems to ignore exact=true and match substrings")
         }
         if selection.enabledMatches.count > 1, let suppressed = duplicateLog.admit() {
@@ -60,10 +58,37 @@ final class KeycloakClient: Sendable {
         return selection.answer
     }
 
-    /// Sends one exact-match user query and decodes the list.
-    func queryUsers(field: String, value: String, max: Int) throws(IdentityLookupError) -> [KeycloakUserRepresentation]
+    /// Pages through the exact-match query for `key`, up to `maxPages`
+    /// pages. Exact matches are one user unless the realm allows duplicate
+    /// emails, so a second page is rare.
+    /// - Returns: the users, and whether the last page was not full.
+    private func queryAllPages(_ key: IdentityKey) throws(IdentityLookupError) -> ([KeycloakUserRepresentation], Bool)
     {
-        let url = usersEndpoint + Self.usersQuery(field: field, value: value, max: max)
+        let field: String
+        let value: String
+        switch key {
+        case .email(let text): (field, value) = ("email", text)
+        case .username(let text): (field, value) = ("username", text)
+        }
+        var users: [KeycloakUserRepresentation] = []
+        for page in 0..<Self.maxPages {
+            let batch = try queryUsers(field: field, value: value, max: Self.maxResults, first: page * Self.maxResults)
+            users += batch
+            if batch.count < Self.maxResults { return (users, true) }
+            // A full page without one exact match comes from a server that
+            // ignores exact=true; more pages would only add substring matches.
+            let matches = KeycloakUserSelection(users: batch, key: key, requireEmailVerified: false).fieldMatches
+            if matches == 0 { return (users, false) }
+        }
+        return (users, false)
+    }
+
+    /// Sends one exact-match user query and decodes the list.
+    func queryUsers(
+        field: String, value: String, max: Int, first: Int = 0
+    ) throws(IdentityLookupError) -> [KeycloakUserRepresentation] {
+        let paging = first > 0 ? "&first=\(first)" : ""
+        let url = usersEndpoint + Self.usersQuery(field: field, value: value, max: max) + paging
         let response = try authorizedGet(url)
         guard (200..<300).contains(response.status) else {
             throw fail(describeStatus(response))

@@ -4,6 +4,7 @@
 import Config
 import Log
 import Model
+import RedisCache
 
 /// An access token and the monotonic time after which it is not used.
 struct AccessToken: Sendable, Equatable {

@@ -2,6 +2,7 @@
 // caller runs it, later callers wait for its result. Scope is this process;
 // other instances coalesce on their own.
 import Model
+import RedisCache
 
 /// Runs at most one call per key at a time and hands its result to every
 /// caller that asked for the same key meanwhile. Thread-safe and blocking.

@@ -30,15 +30,40 @@ public enum CloseReason: String, Sendable {
     case ioTimeout = "io_timeout"
     case inputLimit = "input_limit"
     case outputLimit = "output_limit"
+    case handshakeFailed = "tls_handshake_failed"
+    case handshakeTimeout = "tls_handshake_timeout"
+    case proxyHeaderInvalid = "proxy_header_invalid"
     case shutdown
+}
+
+/// Where a connection stands before its protocol handler may see a byte.
+enum ConnectionPhase: Equatable {
+    /// Waiting for the PROXY protocol v2 header of a load balancer.
+    case proxyHeader
+    /// In the TLS handshake.
+    case handshake
+    /// Set up: the handler reads and writes.
+    case ready
 }
 
 /// A connection as the protocol handlers see it.
 public final class Connection {
     public let id: ConnectionID
-    /// The peer as `ip:port` or `unix`.
-    public let peer: String
+    /// The peer as `ip:port` or `unix`; the client behind a load balancer when a PROXY header named it.
+    public internal(set) var peer: String
+    /// The peer's 4 or 16 address bytes, for network access rules; nil on a UNIX socket.
+    public internal(set) var peerAddress: [UInt8]?
     public let listener: ListenerInfo
+    /// The listener's TLS and access state; nil on a plain listener without rules.
+    public let security: ListenerSecurity?
+    /// The verified client certificate's identity, once the TLS handshake completed.
+    public internal(set) var peerIdentity: PeerIdentity?
+    /// The services this connection may use, decided once when it was set up.
+    public internal(set) var grant: AccessGrant = .everything
+    var phase: ConnectionPhase = .ready
+    /// Monotonic time by which the PROXY header and handshake must be done.
+    var setupDeadline: Double?
+    var proxyBuffer: [UInt8] = []
     public internal(set) var handler: (any ConnectionHandler)?
     unowned let loop: EventLoop
     let transport: any Transport
@@ -64,10 +89,13 @@ public final class Connection {
         didSet { if !isReadingPaused && oldValue { loop.scheduleReadable(self) } }
     }
 
-    init(id: ConnectionID, peer: String, listener: ListenerInfo, transport: any Transport, loop: EventLoop, now: Double) {
+    init(id: ConnectionID, peer: String, listener: ListenerInfo, transport: any Transport, loop: EventLoop, now: Double,
+         peerAddress: [UInt8]? = nil, security: ListenerSecurity? = nil) {
         self.id = id
         self.peer = peer
+        self.peerAddress = peerAddress
         self.listener = listener
+        self.security = security
         self.transport = transport
         self.loop = loop
         self.lastActivity = now

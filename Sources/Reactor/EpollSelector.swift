@@ -63,6 +63,7 @@ public enum ReactorError: Error, CustomStringConvertible, Equatable {
     case unixSocketPathTooLong(String)
     case unknownUser(String)
     case unknownGroup(String)
+    case tls(String)
 
     public var description: String {
         switch self {
@@ -72,6 +73,7 @@ public enum ReactorError: Error, CustomStringConvertible, Equatable {
         case .unixSocketPathTooLong(let path): "UNIX socket path is longer than 107 bytes: \(path)"
         case .unknownUser(let name): "unknown user for socket owner: \(name)"
         case .unknownGroup(let name): "unknown group for socket group: \(name)"
+        case .tls(let text): "TLS setup failed: \(text)"
         }
     }
 }

@@ -139,6 +139,10 @@ public final class EventLoop: @unchecked Sendable {
         } else if token < firstConnectionID {
             acceptConnections(from: Int(token) - 1)
         } else if let connection = connections[token] {
+            if connection.phase != .ready {
+                advanceSetup(connection)
+                return
+            }
             if events & UInt32(truncatingIfNeeded: MC_EPOLLOUT) != 0 {
                 connection.flush()
             }
@@ -177,7 +181,7 @@ public final class EventLoop: @unchecked Sendable {
             }
             let peer = listener.info.isUnix ? "unix" : describePeer(storage)
             if !listener.info.isUnix { setNoDelay(fd) }
-            register(fd: fd, peer: peer, listener: listener.info)
+            register(fd: fd, peer: peer, address: listener.info.isUnix ? nil : addressBytes(storage), listener: listener)
         }
     }
 
@@ -197,10 +201,31 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    private func register(fd: Int32, peer: String, listener: ListenerInfo) {
+    private func register(fd: Int32, peer: String, address: [UInt8]?, listener socket: ListeningSocket) {
+        let listener = socket.info
         let id = connectionIDs.add(1, ordering: .relaxed).newValue
+        let security = socket.security
+        let transport: any Transport
+        var phase = ConnectionPhase.ready
+        if let security, let context = security.context {
+            guard let tls = TLSTransport(context: context, fileDescriptor: fd) else {
+                logger.error("TLS connection setup failed", [(.peer, peer), (.error, openSSLErrors())])
+                Glibc.close(fd)
+                return
+            }
+            transport = tls
+            phase = .handshake
+        } else {
+            // A SocketTransport closes its descriptor when released, so make one only when it is used.
+            transport = SocketTransport(fileDescriptor: fd)
+        }
+        if let security, security.expectsProxyHeader(from: address) {
+            phase = .proxyHeader
+        }
         let connection = Connection(
-            id: id, peer: peer, listener: listener, transport: SocketTransport(fileDescriptor: fd), loop: self, now: now)
+            id: id, peer: peer, listener: listener, transport: transport, loop: self, now: now, peerAddress: address,
+            security: security)
+        connection.phase = phase
         do {
             try selector.add(fd, interest: .read, token: id)
         } catch {
@@ -210,13 +235,127 @@ public final class EventLoop: @unchecked Sendable {
         }
         connections[id] = connection
         connectionCount.add(1, ordering: .relaxed)
-        connection.handler = factory.makeHandler(for: connection)
         logger.debug("connection opened", [(.connection, String(id)), (.peer, peer), (.listener, listener.name)])
+        if phase == .ready {
+            finishSetup(connection)
+        } else {
+            connection.setupDeadline = now + (security?.handshakeTimeout ?? 10)
+        }
+    }
+
+    // MARK: PROXY header and TLS handshake
+
+    /// Moves a connection through its PROXY header and TLS handshake as far as the socket allows.
+    private func advanceSetup(_ connection: Connection) {
+        if connection.phase == .proxyHeader {
+            guard readProxyHeader(connection) else { return }
+        }
+        if connection.phase == .handshake {
+            guard let tls = connection.transport as? TLSTransport else { return }
+            switch tls.handshake() {
+            case .complete:
+                connection.peerIdentity = tls.peerIdentity()
+                if let counters = connection.security?.counters {
+                    SecurityCounters.bump(counters.handshakesCompleted)
+                    if tls.isResumed { SecurityCounters.bump(counters.handshakesResumed) }
+                }
+            case .wouldBlock(let interest):
+                setSetupInterest(connection, interest)
+                return
+            case .failed(let reason):
+                if let counters = connection.security?.counters { SecurityCounters.bump(counters.handshakesFailed) }
+                logger.warning("TLS handshake failed", [
+                    (.connection, String(connection.id)), (.peer, connection.peer),
+                    (.listener, connection.listener.name), (.reason, reason),
+                ])
+                close(connection, reason: .handshakeFailed)
+                return
+            }
+        }
+        finishSetup(connection)
+    }
+
+    /// Reads the PROXY v2 header byte by byte count, never past its end; true once it is complete.
+    private func readProxyHeader(_ connection: Connection) -> Bool {
+        while true {
+            var needed = 16
+            switch ProxyHeader.parse(connection.proxyBuffer) {
+            case .needMore(let total):
+                needed = total
+            case .proxied(let address, let port, _):
+                connection.peerAddress = address
+                connection.peer = describeAddress(address, port: port)
+                connection.proxyBuffer = []
+                connection.phase = connection.transport is TLSTransport ? .handshake : .ready
+                logger.debug("PROXY header read", [(.connection, String(connection.id)), (.peer, connection.peer)])
+                return true
+            case .local:
+                connection.proxyBuffer = []
+                connection.phase = connection.transport is TLSTransport ? .handshake : .ready
+                return true
+            case .invalid(let reason):
+                if let counters = connection.security?.counters { SecurityCounters.bump(counters.proxyHeadersRejected) }
+                logger.warning("invalid PROXY header", [
+                    (.connection, String(connection.id)), (.peer, connection.peer),
+                    (.listener, connection.listener.name), (.reason, reason),
+                ])
+                close(connection, reason: .proxyHeaderInvalid)
+                return false
+            }
+            var chunk = [UInt8](repeating: 0, count: needed - connection.proxyBuffer.count)
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(connection.transport.fileDescriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                connection.proxyBuffer.append(contentsOf: chunk[0..<count])
+                continue
+            }
+            if count < 0 && (errno == EAGAIN || errno == EINTR) {
+                setSetupInterest(connection, .read)
+                return false
+            }
+            logger.warning("connection closed before its PROXY header", [
+                (.connection, String(connection.id)), (.peer, connection.peer), (.listener, connection.listener.name),
+            ])
+            close(connection, reason: .proxyHeaderInvalid)
+            return false
+        }
+    }
+
+    private func setSetupInterest(_ connection: Connection, _ interest: IOInterest) {
+        guard connection.interest != interest, !connection.isClosed else { return }
+        connection.interest = interest
+        selector.modify(connection.transport.fileDescriptor, interest: interest, token: connection.id)
+    }
+
+    /// Decides the connection's access, then hands it to a protocol handler; from here on it reads requests.
+    private func finishSetup(_ connection: Connection) {
+        connection.phase = .ready
+        connection.setupDeadline = nil
+        connection.lastActivity = now
+        if let security = connection.security {
+            connection.grant = security.grant(identity: connection.peerIdentity, address: connection.peerAddress)
+            logger.debug("client authorized", [
+                (.connection, String(connection.id)), (.peer, connection.peer), (.listener, connection.listener.name),
+                (.user, connection.peerIdentity?.description ?? ""),
+                (.value, connection.grant.rules.isEmpty ? "(no rule)" : connection.grant.rules.joined(separator: ",")),
+            ])
+        }
+        setSetupInterest(connection, .read)
+        connection.handler = factory.makeHandler(for: connection)
+        if connection.transport is TLSTransport {
+            // The client's first request may have come with its last handshake message.
+            readAvailable(connection)
+        }
     }
 
     // MARK: Reading
 
     private func readAvailable(_ connection: Connection) {
+        repeat {
+            readOnce(connection)
+        } while !connection.isClosed && !connection.inputClosed && connection.transport.hasBufferedInput
+    }
+
+    private func readOnce(_ connection: Connection) {
         let result = scratch.withUnsafeMutableBytes { connection.transport.read(into: $0) }
         switch result {
         case .bytes(let count):
@@ -281,7 +420,13 @@ public final class EventLoop: @unchecked Sendable {
         pausedListeners.removeAll()
         var expired: [(Connection, CloseReason)] = []
         for connection in connections.values {
-            if let started = connection.requestStarted, now - started > limits.ioTimeout {
+            if let deadline = connection.setupDeadline, now > deadline {
+                if let counters = connection.security?.counters { SecurityCounters.bump(counters.handshakeTimeouts) }
+                logger.warning("TLS handshake timed out", [
+                    (.connection, String(connection.id)), (.peer, connection.peer), (.listener, connection.listener.name),
+                ])
+                expired.append((connection, .handshakeTimeout))
+            } else if let started = connection.requestStarted, now - started > limits.ioTimeout {
                 expired.append((connection, .ioTimeout))
             } else if let since = connection.outputPendingSince, now - since > limits.ioTimeout {
                 expired.append((connection, .ioTimeout))

@@ -2,6 +2,7 @@
 // owner, group and mode that a Postfix chroot needs. Bound at start, before
 // any thread runs, so that a bad address fails the start with its reason.
 import Config
+import Log
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,26 +22,42 @@ public final class ListeningSocket: Sendable {
     public let info: ListenerInfo
     /// The TCP port actually bound, or nil for a UNIX socket.
     public let port: UInt16?
+    /// TLS, access rules and PROXY balancers; nil on a plain listener without rules.
+    public let security: ListenerSecurity?
 
-    private init(descriptor: Int32, info: ListenerInfo, port: UInt16?) {
+    private init(descriptor: Int32, info: ListenerInfo, port: UInt16?, security: ListenerSecurity?) {
         self.descriptor = descriptor
         self.info = info
         self.port = port
+        self.security = security
     }
 
     deinit { Glibc.close(descriptor) }
 
     /// Binds and listens as `config` says.
-    public static func bind(_ config: ListenerConfig, backlog: Int32 = 1024) throws(ReactorError) -> ListeningSocket {
+    /// Loads the listener's TLS material first, so a bad certificate fails before the bind.
+    public static func bind(_ config: ListenerConfig, backlog: Int32 = 1024, logger: Logger = .shared)
+        throws(ReactorError) -> ListeningSocket
+    {
+        var security: ListenerSecurity?
+        if config.tls != nil || config.acl != nil || !config.proxyProtocolFrom.isEmpty {
+            do throws(TLSError) {
+                security = try ListenerSecurity(config: config, logger: logger)
+            } catch {
+                throw .tls("listener \(config.name): \(error.message)")
+            }
+        }
         switch config.address {
         case .tcp(let host, let port):
-            return try bindTCP(config, host: host, port: port, backlog: backlog)
+            return try bindTCP(config, host: host, port: port, backlog: backlog, security: security)
         case .unix(let path):
-            return try bindUnix(config, path: path, backlog: backlog)
+            return try bindUnix(config, path: path, backlog: backlog, security: security)
         }
     }
 
-    private static func bindTCP(_ config: ListenerConfig, host: String, port: UInt16, backlog: Int32)
+    private static func bindTCP(
+        _ config: ListenerConfig, host: String, port: UInt16, backlog: Int32, security: ListenerSecurity?
+    )
         throws(ReactorError) -> ListeningSocket
     {
         var hints = addrinfo()
@@ -76,10 +93,12 @@ public final class ListeningSocket: Sendable {
         let shownHost = family == AF_INET6 ? "[\(host)]" : host
         let info = ListenerInfo(
             name: config.name, services: config.services, isUnix: false, boundAddress: "tcp:\(shownHost):\(boundPort)")
-        return ListeningSocket(descriptor: fd, info: info, port: boundPort)
+        return ListeningSocket(descriptor: fd, info: info, port: boundPort, security: security)
     }
 
-    private static func bindUnix(_ config: ListenerConfig, path: String, backlog: Int32)
+    private static func bindUnix(
+        _ config: ListenerConfig, path: String, backlog: Int32, security: ListenerSecurity?
+    )
         throws(ReactorError) -> ListeningSocket
     {
         var address = sockaddr_un()
@@ -118,7 +137,7 @@ public final class ListeningSocket: Sendable {
             throw .systemCall("listen", code)
         }
         let info = ListenerInfo(name: config.name, services: config.services, isUnix: true, boundAddress: "unix:\(path)")
-        return ListeningSocket(descriptor: fd, info: info, port: nil)
+        return ListeningSocket(descriptor: fd, info: info, port: nil, security: security)
     }
 
     /// Removes a socket file left by a previous run, but never one that a

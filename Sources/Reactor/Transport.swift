@@ -23,6 +23,13 @@ public protocol Transport: AnyObject {
     func read(into buffer: UnsafeMutableRawBufferPointer) -> TransportResult
     func write(from buffer: UnsafeRawBufferPointer) -> TransportResult
     func close()
+    /// Whether the transport holds input that the socket's readiness will not
+    /// report again (TLS records OpenSSL has already read); the loop reads on.
+    var hasBufferedInput: Bool { get }
+}
+
+extension Transport {
+    public var hasBufferedInput: Bool { false }
 }
 
 /// A plain TCP or UNIX stream socket.

@@ -23,6 +23,7 @@ public final class MailcloakServer: Sendable {
     let workers: WorkerPool
     let loops: ServerLoopGroup
     let logger: Logger
+    let securityWatcher: SecurityWatcher
 
     /// Binds every listener and builds every part; nothing runs until `start()`.
     public init(configuration: Configuration, logger: Logger = .shared) throws {
@@ -30,7 +31,7 @@ public final class MailcloakServer: Sendable {
         self.logger = logger
         var sockets: [ListeningSocket] = []
         for listener in configuration.listeners {
-            sockets.append(try ListeningSocket.bind(listener))
+            sockets.append(try ListeningSocket.bind(listener, logger: logger))
         }
         store = SnapshotStore(config: configuration.database, logger: logger)
         identities = try makeIdentityDirectory(config: configuration.identity, logger: logger)
@@ -47,6 +48,41 @@ public final class MailcloakServer: Sendable {
         loops = try ServerLoopGroup(
             threadCount: configuration.server.reactorThreads, listeners: sockets, limits: limits,
             factory: SessionFactory(context: context), logger: logger)
+        securityWatcher = SecurityWatcher(sockets.compactMap(\.security))
+    }
+
+    /// The TLS and access state of each listener that has one, by listener name.
+    public var listenerSecurity: [String: ListenerSecurity] {
+        var result: [String: ListenerSecurity] = [:]
+        for socket in loops.listeners {
+            if let security = socket.security { result[socket.info.name] = security }
+        }
+        return result
+    }
+
+    /// Applies the TLS material and access rules of a reloaded configuration
+    /// to the running listeners, matched by name. New handshakes use them;
+    /// established connections keep what they started with. Returns the
+    /// number of listeners whose reload failed (each is logged).
+    @discardableResult
+    public func reloadSecurity(_ newConfiguration: Configuration, reason: String = "SIGHUP") -> Int {
+        var failures = 0
+        let securities = listenerSecurity
+        for listener in newConfiguration.listeners {
+            guard let security = securities[listener.name] else {
+                if listener.tls != nil || listener.acl != nil {
+                    logger.warning("listener gained TLS or access rules; restart to apply", [(.listener, listener.name)])
+                }
+                continue
+            }
+            if (listener.tls == nil) != !security.isTLS {
+                logger.warning("turning TLS on or off needs a restart", [(.listener, listener.name)])
+                failures += 1
+                continue
+            }
+            if security.reload(listener, reason: reason) != nil { failures += 1 }
+        }
+        return failures
     }
 
     /// The listeners as bound, with the real port where the configuration gave port 0.
@@ -60,12 +96,14 @@ public final class MailcloakServer: Sendable {
             logger.warning("serving without a database snapshot; requests get temporary failures until it loads")
         }
         loops.start()
+        securityWatcher.start()
         for listener in listeners {
             logger.info("listening", [(.listener, listener.name), (.address, listener.boundAddress),
                                       (.service, listener.services.map(\.rawValue).sorted().joined(separator: ","))])
         }
         logger.info("mailcloak started", [(.threads, String(loops.loops.count)),
                                           (.workers, String(workers.threadCount))])
+        identities.start()
         checkIdentityProviderInBackground()
     }
 
@@ -87,8 +125,10 @@ public final class MailcloakServer: Sendable {
 
     /// Closes the listeners' connections, lets queued lookups finish, and stops the store.
     public func stop() {
+        securityWatcher.stop()
         loops.stop()
         workers.shutdown()
+        identities.stop()
         store.stop()
         for listener in listeners where listener.isUnix {
             _ = listener.boundAddress.dropFirst("unix:".count).withCString { unlink($0) }

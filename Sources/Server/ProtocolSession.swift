@@ -146,6 +146,11 @@ final class ProtocolSession: ConnectionHandler {
                 rejectInput(connection, reason: "unsupported request type \(policyRequest.request ?? "(none)")")
                 return
             }
+            guard connection.grant.policy else {
+                deny(connection, service: "policy", map: nil)
+                finish(connection, reply: Self.policyDenied.encoded)
+                return
+            }
             switch context.resolver.decide(policyRequest, fetched: fetched) {
             case .decided(let action):
                 finish(connection, reply: action.encoded)
@@ -154,6 +159,11 @@ final class ProtocolSession: ConnectionHandler {
                 startLookup(key, for: request, on: connection, busyReply: PolicyAction.overloaded.encoded)
             }
         case .socketmap(let mapRequest):
+            guard connection.grant.allowsMap(mapRequest.name) else {
+                deny(connection, service: "socketmap", map: mapRequest.name)
+                finish(connection, reply: SocketmapReply.perm("client not authorized for map \(mapRequest.name)").encoded)
+                return
+            }
             switch context.resolver.lookup(mapRequest, fetched: fetched) {
             case .decided(let reply):
                 finish(connection, reply: reply.encoded)
@@ -165,6 +175,26 @@ final class ProtocolSession: ConnectionHandler {
                 startLookup(key, for: request, on: connection, busyReply: SocketmapReply.temp("server busy").encoded)
             }
         }
+    }
+
+    /// The reply to a policy request that the access rules deny: a temporary
+    /// failure, so Postfix defers the mail rather than bouncing it.
+    static let policyDenied = PolicyAction.deferred(
+        code: 451, status: "4.7.0", text: "Policy service access denied for this client")
+
+    /// Logs and counts a request that the listener's access rules deny.
+    private func deny(_ connection: Connection, service: String, map: String?) {
+        if let counters = connection.security?.counters {
+            if service == "policy" {
+                SecurityCounters.bump(counters.policyDenied)
+            } else {
+                SecurityCounters.bump(counters.socketmapDenied)
+            }
+        }
+        context.logger.warning("access denied", [
+            (.connection, String(connection.id)), (.peer, connection.peer), (.listener, connection.listener.name),
+            (.service, service), (.map, map ?? ""), (.user, connection.peerIdentity?.description ?? ""),
+        ])
     }
 
     private func finish(_ connection: Connection, reply: [UInt8]) {

@@ -81,6 +81,22 @@ func runCheck(_ path: String) -> Never {
     exit(healthy ? 0 : 1)
 }
 
+/// Rereads the configuration file and applies the log settings and the
+/// listeners' TLS material and access rules; other settings need a restart. A file that no longer loads
+/// changes nothing.
+func reloadSecurity(_ server: MailcloakServer, path: String) {
+    Logger.shared.notice("SIGHUP received; reloading log settings, TLS material and access rules (other settings need a restart)")
+    do {
+        let configuration = try ConfigLoader.load(path: path)
+        applyLogSettings(configuration)
+        server.reloadSecurity(configuration)
+    } catch {
+        Logger.shared.error("reload failed, keeping the current TLS material and access rules", [
+            (.error, String(describing: error)),
+        ])
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 func runServe(_ path: String) -> Never {
     let configuration = loadConfiguration(path)
@@ -104,8 +120,7 @@ func runServe(_ path: String) -> Never {
         var received: Int32 = 0
         sigwait(&signals, &received)
         if received == SIGHUP {
-            // NOTE: Nothing is reloaded yet; every setting needs a restart.
-            Logger.shared.notice("SIGHUP received; this version reloads nothing, restart to apply changes")
+            reloadSecurity(server, path: path)
             continue
         }
         Logger.shared.info("stopping", [(.reason, received == SIGTERM ? "SIGTERM" : "SIGINT")])

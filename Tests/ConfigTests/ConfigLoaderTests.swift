@@ -322,8 +322,8 @@ private let invalidValueCases: [InvalidValueCase] = [
         yaml: "database:\n  resync_interval: 1h\n", path: "database.resync_interval", found: "\"1h\"",
         expected: "max_snapshot_age longer than resync_interval (1h)"),
     .init(
-        yaml: "identity:\n  provider: authentik\n", path: "identity.provider", found: "\"authentik\"",
-        expected: "keycloak"),
+        yaml: "identity:\n  provider: okta\n", path: "identity.provider", found: "\"okta\"",
+        expected: "keycloak or authentik"),
     .init(
         yaml: "identity:\n  keycloak:\n    base_url: ftp://sso.example.com\n", path: "identity.keycloak.base_url",
         found: "\"ftp://sso.example.com\"",

@@ -165,6 +165,12 @@ private let companions: [String: [(path: String, value: String)]] = [
     "database.max_snapshot_age": [("database.resync_interval", "10s")],
     "identity.keycloak.request_timeout": [("identity.keycloak.connect_timeout", "100ms")],
     "identity.keycloak.connect_timeout": [("identity.keycloak.request_timeout", "5m")],
+    "identity.redis.lock_ttl": [("identity.redis.lock_wait", "0s")],
+    "identity.redis.lock_wait": [("identity.redis.lock_ttl", "10m")],
+    "identity.breaker.initial_backoff": [("identity.breaker.max_backoff", "24h")],
+    "identity.breaker.max_backoff": [("identity.breaker.initial_backoff", "10ms")],
+    "identity.authentik.request_timeout": [("identity.authentik.connect_timeout", "100ms")],
+    "identity.authentik.connect_timeout": [("identity.authentik.request_timeout", "5m")],
 ]
 
 private func accepts(_ path: String, _ value: String) -> Bool {
@@ -180,7 +186,7 @@ private func accepts(_ path: String, _ value: String) -> Bool {
 /// Checks each documented integer or duration range `LOW to HIGH`: both ends load, and values just outside do not.
 @Test func referenceRangesMatchLoader() throws {
     let numeric = try documentedKeys().filter { $0.typeLine.hasPrefix("integer") || $0.typeLine == "duration" }
-    #expect(numeric.count == 20)
+    #expect(numeric.count == 35)
     for key in numeric {
         let range = try #require(key.rangeLine, "\(key.path) has no Range line")
         let bounds = range.split(separator: ",")[0].split(separator: " ")

@@ -59,7 +59,7 @@ import Testing
 
         // The server decodes a literal "+" as a space, so an unencoded
         // query would have found nobody.
-        let token = try directory.tokens.token().value.value
+        let token = try #require(directory.tokens).token().value.value
         let literal = try server.get("/admin/realms/mail/users?email=bob+x@example.com&exact=true", bearer: token)
         #expect(literal.status == 200)
         #expect(String(decoding: literal.body, as: UTF8.self) == "[]")

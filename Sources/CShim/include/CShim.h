@@ -1,6 +1,6 @@
 // Thin C wrappers for what Swift cannot import or call directly: epoll and
 // eventfd (missing from Swift's Glibc module), accept4 (needs _GNU_SOURCE),
-// and libcurl's variadic setters. Each wrapper passes its arguments through
+// libcurl's variadic setters, and OpenSSL's function-like macros. Each wrapper passes its arguments through
 // unchanged and returns what the wrapped call returns.
 #ifndef MAILCLOAK_CSHIM_H
 #define MAILCLOAK_CSHIM_H
@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <curl/curl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /// One ready event, unpacked from the kernel's packed `struct epoll_event`.
 typedef struct {
@@ -46,6 +48,35 @@ CURLcode mc_curl_setopt_string(CURL *curl, CURLoption option, const char *value)
 CURLcode mc_curl_setopt_write_function(CURL *curl,
                                        size_t (*callback)(char *, size_t, size_t, void *));
 CURLcode mc_curl_getinfo_long(CURL *curl, CURLINFO info, long *value);
+
+// OpenSSL: macros that Swift cannot call, and SAN access through a union.
+
+/// Sets the modes mailcloak's servers use: partial writes, moving write
+/// buffers (a retried write may come from a moved buffer) and released
+/// buffers for idle connections.
+long mc_ssl_ctx_set_server_modes(SSL_CTX *ctx);
+/// Sets the lowest protocol version (TLS1_2_VERSION or TLS1_3_VERSION).
+int mc_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version);
+/// Turns on the server session cache (session ids and tickets).
+long mc_ssl_ctx_set_server_session_cache(SSL_CTX *ctx);
+/// Sets options: no compression, no renegotiation, server cipher preference.
+uint64_t mc_ssl_ctx_set_server_options(SSL_CTX *ctx);
+/// Protocol version numbers, built from macros.
+int mc_tls1_2_version(void);
+int mc_tls1_3_version(void);
+/// The number of subjectAltName entries of `cert`, or 0 when it has none.
+/// `*names` receives the stack to pass to `mc_x509_san_entry` and `mc_x509_san_free`.
+int mc_x509_san_count(X509 *cert, void **names);
+/// Entry `index` of a SAN stack: 1 DNS, 2 URI, 3 IP address, 0 other; data and length out.
+int mc_x509_san_entry(void *names, int index, const unsigned char **data, int *length);
+void mc_x509_san_free(void *names);
+/// The subject common name, copied into `out` (NUL-terminated); its length, or -1 when absent or too long.
+int mc_x509_common_name(X509 *cert, char *out, int capacity);
+/// Seconds since 1970 of the certificate's notAfter (or notBefore when `before` is non-zero), or -1.
+long long mc_x509_time(X509 *cert, int before);
+/// A callback for SSL_CTX_set_default_passwd_cb that gives no password, so an
+/// encrypted key fails to load instead of prompting on the terminal.
+int mc_no_password(char *buffer, int size, int rwflag, void *userdata);
 
 /// Names a thread for ps and gdb; at most 15 bytes.
 int mc_set_thread_name(pthread_t thread, const char *name);

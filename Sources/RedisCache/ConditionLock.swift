@@ -11,13 +11,13 @@
 ///
 /// The owner keeps its guarded state in its own stored properties and
 /// touches them only between `lock()` and `unlock()`.
-final class ConditionLock: @unchecked Sendable {
+package final class ConditionLock: @unchecked Sendable {
     // @unchecked: the pthread objects live at stable heap addresses and are
     // thread-safe by contract; nothing else is stored.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
 
-    init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         condition = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
@@ -35,16 +35,16 @@ final class ConditionLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func lock() {
+    package func lock() {
         pthread_mutex_lock(mutex)
     }
 
-    func unlock() {
+    package func unlock() {
         pthread_mutex_unlock(mutex)
     }
 
     /// Runs `body` with the mutex held.
-    func withLock<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
+    package func withLock<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
@@ -56,7 +56,7 @@ final class ConditionLock: @unchecked Sendable {
     /// because wake-ups can be spurious.
     /// - Returns: false when the deadline has passed.
     @discardableResult
-    func wait(until deadline: UInt64) -> Bool {
+    package func wait(until deadline: UInt64) -> Bool {
         var time = timespec()
         time.tv_sec = Int(deadline / 1_000_000_000)
         time.tv_nsec = Int(deadline % 1_000_000_000)
@@ -64,7 +64,7 @@ final class ConditionLock: @unchecked Sendable {
     }
 
     /// Wakes every thread that waits on this lock.
-    func broadcast() {
+    package func broadcast() {
         pthread_cond_broadcast(condition)
     }
 }

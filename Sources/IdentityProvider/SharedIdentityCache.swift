@@ -1,0 +1,100 @@
+// The directory's use of the shared Redis cache: TTLs with jitter, the
+// fetch lock with polling for another instance's answer, and error handling
+// that turns every Redis failure into "no shared cache this time". The pool
+// logs each outage once and counts its errors.
+import Config
+import Model
+import RedisCache
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The shared cache as the directory sees it. Thread-safe and blocking.
+final class SharedIdentityCache: Sendable {
+    enum Lookup {
+        case fresh(IdentityAnswer, freshFor: Double)
+        case stale(IdentityAnswer)
+        case miss
+    }
+
+    /// A held fetch lock.
+    struct Lock {
+        let key: IdentityKey
+        let owner: String
+    }
+
+    enum LockOutcome {
+        /// Another instance stored the answer while this one waited.
+        case answer(IdentityAnswer, freshFor: Double)
+        /// This instance holds the lock and calls the provider.
+        case locked(Lock)
+        /// Call the provider without the lock (Redis failed or the wait ran out).
+        case proceed
+    }
+
+    let redis: RedisIdentityCache
+    private let positiveTTL: Double
+    private let negativeTTL: Double
+    private let jitter: Double
+    private let staleWindow: Double
+    private let lockTTL: Double
+    private let lockWait: Double
+    /// Pause between reads while another instance holds the lock, in microseconds.
+    private static let pollInterval: UInt32 = 10_000
+
+    init(redis: RedisIdentityCache, cache: IdentityCacheConfig, redisConfig: RedisConfig) {
+        self.redis = redis
+        positiveTTL = cache.positiveTTL
+        negativeTTL = cache.negativeTTL
+        jitter = min(0.5, max(0, cache.ttlJitter))
+        staleWindow = cache.maxStaleness
+        lockTTL = redisConfig.lockTTL
+        lockWait = redisConfig.lockWait
+    }
+
+    func get(_ key: IdentityKey) -> Lookup {
+        guard let entry = try? redis.get(key) else { return .miss }
+        if entry.isFresh { return .fresh(entry.answer, freshFor: Double(entry.freshForMilliseconds) / 1000) }
+        return .stale(entry.answer)
+    }
+
+    /// Stores `answer` with the TTL of its kind, varied by the jitter.
+    func set(_ answer: IdentityAnswer, for key: IdentityKey) {
+        var ttl = answer == .notFound ? negativeTTL : positiveTTL
+        if jitter > 0 { ttl *= Double.random(in: (1 - jitter)...(1 + jitter)) }
+        try? redis.set(
+            answer, for: key, freshMilliseconds: Int64(ttl * 1000), staleMilliseconds: Int64(staleWindow * 1000))
+    }
+
+    /// Takes the fetch lock for `key`, or waits up to lock_wait for the
+    /// instance that holds it to store the answer.
+    func acquireOrWait(_ key: IdentityKey, counters: IdentityDirectoryCounters) -> LockOutcome {
+        let owner = String(UInt64.random(in: 1...UInt64.max), radix: 36)
+        let lockMilliseconds = Int64(lockTTL * 1000)
+        guard let acquired = try? redis.tryLock(key, owner: owner, milliseconds: lockMilliseconds) else {
+            return .proceed
+        }
+        if acquired { return .locked(Lock(key: key, owner: owner)) }
+
+        counters.lockWaits.increment()
+        let deadline = monotonicNanoseconds() + nanoseconds(lockWait)
+        while monotonicNanoseconds() < deadline {
+            usleep(Self.pollInterval)
+            switch get(key) {
+            case .fresh(let answer, let freshFor): return .answer(answer, freshFor: freshFor)
+            case .stale, .miss: break
+            }
+            // The holder gave up or failed: take over instead of waiting out the deadline.
+            guard let taken = try? redis.tryLock(key, owner: owner, milliseconds: lockMilliseconds) else {
+                return .proceed
+            }
+            if taken { return .locked(Lock(key: key, owner: owner)) }
+        }
+        return .proceed
+    }
+
+    func release(_ lock: Lock) {
+        try? redis.unlock(lock.key, owner: lock.owner)
+    }
+}

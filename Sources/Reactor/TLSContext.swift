@@ -1,0 +1,226 @@
+// A server TLS context built from one listener's certificate, key, client CA
+// bundle and CRLs. Built whole or not at all: every check (readable files, an
+// unencrypted key that matches the certificate, a certificate valid now)
+// runs before the context is used, so a bad new file never replaces a good
+// context.
+import COpenSSL
+import CShim
+import Config
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why TLS material could not be loaded.
+public struct TLSError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The validity end of one loaded certificate.
+public struct CertificateExpiry: Sendable, Equatable {
+    /// The file the certificate came from.
+    public let path: String
+    public let subject: String
+    /// Seconds since 1970 (UTC).
+    public let notAfter: Double
+}
+
+/// An `SSL_CTX` after configuration.
+///
+/// `@unchecked Sendable`: the context is never changed after `load`, and
+/// OpenSSL allows `SSL_new` on one context from many threads at once.
+public final class TLSContext: @unchecked Sendable {
+    let pointer: OpaquePointer
+    /// Every certificate loaded: the server chain and the client CAs.
+    public let expiries: [CertificateExpiry]
+    /// SHA-256 fingerprint of the server certificate.
+    public let serverFingerprint: [UInt8]
+
+    private init(pointer: OpaquePointer, expiries: [CertificateExpiry], serverFingerprint: [UInt8]) {
+        self.pointer = pointer
+        self.expiries = expiries
+        self.serverFingerprint = serverFingerprint
+    }
+
+    deinit { SSL_CTX_free(pointer) }
+
+    /// Builds a context from `config`; `now` (seconds since 1970) decides expiry.
+    public static func load(_ config: ListenerTLSConfig, now: Double = wallClockSeconds()) throws(TLSError) -> TLSContext {
+        ERR_clear_error()
+        guard let context = SSL_CTX_new(TLS_server_method()) else { throw TLSError("SSL_CTX_new failed: \(openSSLErrors())") }
+        var owned: OpaquePointer? = context
+        defer { if let owned { SSL_CTX_free(owned) } }
+
+        _ = mc_ssl_ctx_set_server_modes(context)
+        _ = mc_ssl_ctx_set_server_options(context)
+        let version = config.minVersion == .tls13 ? mc_tls1_3_version() : mc_tls1_2_version()
+        guard mc_ssl_ctx_set_min_proto_version(context, version) == 1 else {
+            throw TLSError("cannot set the minimum TLS version: \(openSSLErrors())")
+        }
+        if let ciphers = config.ciphers, SSL_CTX_set_cipher_list(context, ciphers) != 1 {
+            throw TLSError("invalid cipher list \"\(ciphers)\": \(openSSLErrors())")
+        }
+        if let suites = config.cipherSuites, SSL_CTX_set_ciphersuites(context, suites) != 1 {
+            throw TLSError("invalid TLS 1.3 cipher suites \"\(suites)\": \(openSSLErrors())")
+        }
+        SSL_CTX_set_default_passwd_cb(context, mc_no_password)
+
+        for path in config.files { try checkReadable(path) }
+        if try isEncryptedKey(config.key) {
+            throw TLSError("private key \(config.key) is encrypted; mailcloak needs an unencrypted key file (protect it with file permissions)")
+        }
+        guard SSL_CTX_use_certificate_chain_file(context, config.certificate) == 1 else {
+            throw TLSError("cannot load certificate chain \(config.certificate): \(openSSLErrors())")
+        }
+        guard SSL_CTX_use_PrivateKey_file(context, config.key, SSL_FILETYPE_PEM) == 1 else {
+            let detail = openSSLErrors()
+            if detail.contains("key values mismatch") {
+                throw TLSError("private key \(config.key) does not match certificate \(config.certificate)")
+            }
+            throw TLSError("cannot load private key \(config.key): \(detail)")
+        }
+        guard SSL_CTX_check_private_key(context) == 1 else {
+            throw TLSError("private key \(config.key) does not match certificate \(config.certificate)")
+        }
+        guard let leaf = SSL_CTX_get0_certificate(context) else {
+            throw TLSError("no certificate in \(config.certificate)")
+        }
+        let notAfter = Double(mc_x509_time(leaf, 0))
+        let notBefore = Double(mc_x509_time(leaf, 1))
+        if notAfter < now {
+            throw TLSError("server certificate \(config.certificate) expired at \(formatUTC(notAfter))")
+        }
+        if notBefore > now {
+            throw TLSError("server certificate \(config.certificate) is not valid before \(formatUTC(notBefore))")
+        }
+        var expiries = [CertificateExpiry(path: config.certificate, subject: subjectLine(leaf), notAfter: notAfter)]
+
+        guard SSL_CTX_load_verify_locations(context, config.clientCA, nil) == 1 else {
+            throw TLSError("cannot load client CA bundle \(config.clientCA): \(openSSLErrors())")
+        }
+        let caCertificates = try readCertificates(config.clientCA)
+        guard !caCertificates.isEmpty else { throw TLSError("no certificate in client CA bundle \(config.clientCA)") }
+        for certificate in caCertificates {
+            expiries.append(CertificateExpiry(
+                path: config.clientCA, subject: subjectLine(certificate), notAfter: Double(mc_x509_time(certificate, 0))))
+            X509_free(certificate)
+        }
+        if let names = SSL_load_client_CA_file(config.clientCA) {
+            SSL_CTX_set_client_CA_list(context, names)
+        }
+        if !config.crl.isEmpty {
+            let store = SSL_CTX_get_cert_store(context)
+            for path in config.crl {
+                let count = try addCRLs(path, to: store)
+                guard count > 0 else { throw TLSError("no CRL in \(path)") }
+            }
+            X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK))
+        }
+        SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        SSL_CTX_set_verify_depth(context, Int32(config.verifyDepth))
+        let sessionContext = Array("mailcloak".utf8)
+        _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))
+        _ = mc_ssl_ctx_set_server_session_cache(context)
+
+        owned = nil
+        return TLSContext(pointer: context, expiries: expiries, serverFingerprint: fingerprint(leaf))
+    }
+}
+
+/// Seconds since 1970 on the wall clock.
+public func wallClockSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_REALTIME, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// Formats seconds since 1970 as `2026-12-04T17:30:00Z`.
+public func formatUTC(_ seconds: Double) -> String {
+    var time = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&time, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
+/// Takes and formats every error on OpenSSL's error queue of this thread.
+func openSSLErrors() -> String {
+    var messages: [String] = []
+    while true {
+        let code = ERR_get_error()
+        if code == 0 { break }
+        var buffer = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &buffer, buffer.count)
+        let text = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        if messages.count < 4 { messages.append(text) }
+    }
+    return messages.isEmpty ? "no detail from OpenSSL" : messages.joined(separator: "; ")
+}
+
+private func checkReadable(_ path: String) throws(TLSError) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    Glibc.close(fd)
+}
+
+/// Whether the PEM key file holds an encrypted key (PKCS#8 or the legacy Proc-Type header).
+private func isEncryptedKey(_ path: String) throws(TLSError) -> Bool {
+    guard let file = fopen(path, "r") else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    defer { fclose(file) }
+    var buffer = [CChar](repeating: 0, count: 1024)
+    var lines = 0
+    while lines < 10_000, fgets(&buffer, Int32(buffer.count), file) != nil {
+        lines += 1
+        let line = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        if line.hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----") || line.hasPrefix("Proc-Type: 4,ENCRYPTED") {
+            return true
+        }
+    }
+    return false
+}
+
+/// Reads every certificate of a PEM file; the caller frees them.
+private func readCertificates(_ path: String) throws(TLSError) -> [OpaquePointer] {
+    guard let file = fopen(path, "r") else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    defer { fclose(file) }
+    var certificates: [OpaquePointer] = []
+    while certificates.count < 1000, let certificate = PEM_read_X509(file, nil, nil, nil) {
+        certificates.append(certificate)
+    }
+    ERR_clear_error()
+    return certificates
+}
+
+/// Adds every CRL of a PEM file to `store`; returns how many.
+private func addCRLs(_ path: String, to store: OpaquePointer?) throws(TLSError) -> Int {
+    guard let file = fopen(path, "r") else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    defer { fclose(file) }
+    var count = 0
+    while count < 1000, let crl = PEM_read_X509_CRL(file, nil, nil, nil) {
+        defer { X509_CRL_free(crl) }
+        guard X509_STORE_add_crl(store, crl) == 1 else {
+            throw TLSError("cannot add CRL from \(path): \(openSSLErrors())")
+        }
+        count += 1
+    }
+    ERR_clear_error()
+    return count
+}
+
+/// The certificate's subject in OpenSSL's one-line form.
+func subjectLine(_ certificate: OpaquePointer) -> String {
+    guard let name = X509_get_subject_name(certificate) else { return "" }
+    var buffer = [CChar](repeating: 0, count: 512)
+    X509_NAME_oneline(name, &buffer, Int32(buffer.count))
+    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
+/// SHA-256 over the certificate's DER form.
+func fingerprint(_ certificate: OpaquePointer) -> [UInt8] {
+    var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+    var length: UInt32 = 0
+    guard X509_digest(certificate, EVP_sha256(), &digest, &length) == 1 else { return [] }
+    return Array(digest[0..<Int(length)])
+}
