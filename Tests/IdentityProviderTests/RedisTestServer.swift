@@ -20,7 +20,10 @@ final class RedisTestServer: @unchecked Sendable {
     private var pid: pid_t = 0
     private let directory: String
 
-    init() throws {
+    private let extraArguments: [String]
+
+    init(extraArguments: [String] = []) throws {
+        self.extraArguments = extraArguments
         directory = NSTemporaryDirectory() + "mailcloak-redis-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         port = 0
@@ -46,7 +49,7 @@ final class RedisTestServer: @unchecked Sendable {
         let arguments = [
             "/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory, "--logfile", directory + "/redis.log",
-        ]
+        ] + extraArguments
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -71,7 +74,12 @@ final class RedisTestServer: @unchecked Sendable {
         guard status == 0 else { throw RedisTestServerError.startFailed(String(cString: strerror(status))) }
         pid = child
         for _ in 0..<400 {
-            if (try? RedisConnection(endpoint).command(["PING"])) == .status("PONG") { return true }
+            // A server started with --requirepass answers NOAUTH, which also proves it is up.
+            switch try? RedisConnection(endpoint).command(["PING"]) {
+            case .status("PONG"): return true
+            case .error(let message) where message.hasPrefix("NOAUTH"): return true
+            default: break
+            }
             var waitStatus: Int32 = 0
             if waitpid(child, &waitStatus, WNOHANG) == child {
                 pid = 0
