@@ -210,16 +210,3 @@ public final class CachedIdentityDirectory: IdentityDirectory {
         health.readiness
     }
 }
-
-/// The text of flush messages on the Redis channel.
-public enum FlushMessage {
-    /// Drops every entry.
-    public static let all = "all"
-
-    /// Parses `email:<address>` or `username:<name>`.
-    public static func key(_ text: String) -> IdentityKey? {
-        if text.hasPrefix("email:") { return .email(String(text.dropFirst(6))) }
-        if text.hasPrefix("username:") { return .username(String(text.dropFirst(9))) }
-        return nil
-    }
-}

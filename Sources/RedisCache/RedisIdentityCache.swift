@@ -160,3 +160,16 @@ package final class RedisIdentityCache: Sendable {
         if case .error(let message) = reply { throw .rejected(command: "SET", message: message) }
     }
 }
+
+/// The text of flush messages on the channel: `all`, or one `IdentityKey` description.
+package enum FlushMessage {
+    /// Drops every entry.
+    package static let all = "all"
+
+    /// Parses `email:<address>` or `username:<name>`; nil for anything else.
+    package static func key(_ text: String) -> IdentityKey? {
+        if text.hasPrefix("email:") { return .email(String(text.dropFirst("email:".count))) }
+        if text.hasPrefix("username:") { return .username(String(text.dropFirst("username:".count))) }
+        return nil
+    }
+}

@@ -13,7 +13,7 @@ enum CLIError: Error, Equatable {
 /// The parsed command line: words in order, and the options seen.
 struct Arguments {
     /// Options that take a value.
-    static let valueOptions: Set<String> = ["--config", "--database-url", "--user", "--domain"]
+    static let valueOptions: Set<String> = ["--config", "--database-url", "--user", "--domain", "--address"]
     /// Options without a value.
     static let flagOptions: Set<String> = ["--json", "--secret-stdin", "--dry-run", "--help"]
     /// Options every command accepts.
@@ -91,6 +91,7 @@ enum Usage {
     static let apps = "usage: mailcloakctl apps add|secret APP_ID [--secret-stdin] | apps del|enable|disable APP_ID"
         + " | apps allow|disallow APP_ID ADDRESS | apps list"
     static let importSQLite = "usage: mailcloakctl import-sqlite [--dry-run] FILE"
+    static let cache = "usage: mailcloakctl --config FILE cache flush [--user USERNAME | --address ADDRESS]"
 
     static let help = """
         \(main)
@@ -115,6 +116,11 @@ enum Usage {
           apps allow|disallow APP_ID ADDRESS   edit the app's sender allow-list
           apps list
           import-sqlite [--dry-run] FILE       import a first-generation state.db
+          cache flush [--user USERNAME | --address ADDRESS]
+                                               delete identity answers from the shared
+                                               Redis cache (all without an option) and
+                                               from every instance's memory; needs
+                                               --config for identity.redis
 
         --json prints list output as a JSON array.
         Exit status: 0 success, 1 failure, 2 invalid command line.

@@ -35,6 +35,7 @@ enum MailcloakCtl {
         case "aliases": try AliasesCommand.run(arguments)
         case "apps": try AppsCommand.run(arguments)
         case "import-sqlite": try ImportSQLiteCommand.run(arguments)
+        case "cache": try CacheCommand.run(arguments)
         default: throw .usage("unknown command \"\(command)\"", usage: Usage.main)
         }
     }
