@@ -25,7 +25,7 @@ public struct ListenerTLSConfig: Sendable, Equatable {
     public var ciphers: String?
     /// OpenSSL cipher suites for TLS 1.3; nil keeps OpenSSL's default.
     public var cipherSuites: String?
-    /// Most intermediate CAs between a client certificate and its trusted CA.
+    /// Maximum number of intermediate CAs between a client certificate and its trusted CA.
     public var verifyDepth: Int = 3
     /// Time a client has to finish the TLS handshake (and send a PROXY header).
     public var handshakeTimeout: Seconds = 10

@@ -88,6 +88,9 @@ public final class TLSTransport: Transport {
         return failure(SSL_get_error(ssl, count), reading: true)
     }
 
+    // NOTE: An SSL_write that returns WANT_READ makes the connection wait for
+    // writability, which is ready at once, so the loop retries until the peer
+    // sends. OpenSSL needs that only for renegotiation, which the context turns off.
     public func write(from buffer: UnsafeRawBufferPointer) -> TransportResult {
         guard let ssl else { return .failed(EBADF) }
         guard buffer.count > 0 else { return .bytes(0) }

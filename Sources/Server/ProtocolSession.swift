@@ -32,6 +32,8 @@ final class ProtocolSession: ConnectionHandler {
     private var pending: PendingRequest?
     private var fetched: FetchedIdentities = [:]
     private var generation: UInt64 = 0
+    /// Services already logged as denied on this connection; each is logged once, every denial is counted.
+    private var loggedDenials: Set<String> = []
 
     init(context: ServiceContext) {
         self.context = context
@@ -190,6 +192,9 @@ final class ProtocolSession: ConnectionHandler {
             } else {
                 SecurityCounters.bump(counters.socketmapDenied)
             }
+        }
+        guard loggedDenials.insert(map.map { "socketmap:\($0)" } ?? service).inserted, loggedDenials.count <= 16 else {
+            return
         }
         context.logger.warning("access denied", [
             (.connection, String(connection.id)), (.peer, connection.peer), (.listener, connection.listener.name),
