@@ -5,11 +5,15 @@
 import Model
 
 enum Validation {
+    /// What Swift puts in place of bytes that are not UTF-8 when it reads the command line.
+    static let replacementCharacter: Unicode.Scalar = "\u{FFFD}"
+
     static let maxUsernameLength = 255
     static let maxAppIDLength = 128
 
     /// Returns the canonical domain, or nil with the reason it is invalid.
     static func domain(_ text: String) -> (value: String?, reason: String) {
+        if text.unicodeScalars.contains(replacementCharacter) { return (nil, "not valid UTF-8") }
         let domain = canonicalDomain(text)
         if domain.isEmpty { return (nil, "empty domain") }
         if domain.utf8.count > 253 { return (nil, "longer than 253 bytes") }
@@ -27,7 +31,12 @@ enum Validation {
 
     /// Returns the canonical address, or nil with the reason it is invalid.
     static func address(_ text: String) -> (value: MailAddress?, reason: String) {
+        if text.unicodeScalars.contains(replacementCharacter) { return (nil, "not valid UTF-8") }
         guard let address = MailAddress(text) else { return (nil, "expected local-part@domain") }
+        // Only a quoted local part ("a@b"@example.com) may contain @.
+        if address.localPart.contains("@") && !text.hasPrefix("\"") {
+            return (nil, "@ in the local part needs quotes")
+        }
         if address.localPart.utf8.count > 64 { return (nil, "local part longer than 64 bytes") }
         if address.localPart.unicodeScalars.contains(where: isControlOrSpace) {
             return (nil, "local part contains a space or control character")
@@ -41,6 +50,7 @@ enum Validation {
     /// Returns the username folded to lower case (as Keycloak stores it), or nil with a reason.
     static func username(_ text: String) -> (value: String?, reason: String) {
         if text.isEmpty { return (nil, "empty username") }
+        if text.unicodeScalars.contains(replacementCharacter) { return (nil, "not valid UTF-8") }
         if text.utf8.count > maxUsernameLength { return (nil, "longer than \(maxUsernameLength) bytes") }
         if text.unicodeScalars.contains(where: isControlOrSpace) { return (nil, "contains a space or control character") }
         return (text.lowercased(), "")

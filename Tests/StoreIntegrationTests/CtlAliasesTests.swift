@@ -55,6 +55,28 @@ import Testing
             stderr: "mailcloakctl: invalid alias address \"sales.example.com\": expected local-part@domain\n" + Self.usage))
     }
 
+    @Test func addUnquotedAtInLocalPartIsUsageError() throws {
+        let database = try Self.databaseWithDomains()
+
+        let result = try ctl(database, ["aliases", "add", "a@b@example.com", "carol"])
+
+        #expect(result == ProcessResult(
+            status: 2, stdout: "",
+            stderr: "mailcloakctl: invalid alias address \"a@b@example.com\": @ in the local part needs quotes\n"
+                + Self.usage))
+        #expect(try database.rows("SELECT count(*) FROM aliases") == [["0"]])
+    }
+
+    @Test func addInvalidUTF8AddressIsUsageError() throws {
+        let database = try Self.databaseWithDomains()
+
+        let result = try ctl(database, ["aliases", "add", "a\u{FFFD}@example.com", "carol"])
+
+        #expect(result.status == 2)
+        #expect(result.stderr.hasPrefix("mailcloakctl: invalid alias address \"a\u{FFFD}@example.com\": not valid UTF-8\n"))
+        #expect(try database.rows("SELECT count(*) FROM aliases") == [["0"]])
+    }
+
     @Test func addBadUsernameIsUsageError() throws {
         let database = try Self.databaseWithDomains()
 
