@@ -34,9 +34,29 @@ public func checkIdentityProvider(config: IdentityConfig) -> Result<String, Iden
 func makeIdentityDirectory(
     config: IdentityConfig, logger: Logger, clock: @escaping MonotonicClock
 ) throws(IdentityProviderError) -> CachedIdentityDirectory {
-    guard config.provider == .keycloak else {
-        throw .invalidConfiguration(key: "identity.provider", reason: "authentik is not supported yet")
+    let backend: any IdentityBackend
+    switch config.provider {
+    case .keycloak: backend = try makeKeycloakBackend(config: config, logger: logger, clock: clock)
+    case .authentik: backend = try makeAuthentikBackend(config: config.authentik, logger: logger)
     }
+    let cache = IdentityCache(
+        maxEntries: config.cache.maxEntries, positiveTTL: config.cache.positiveTTL,
+        negativeTTL: config.cache.negativeTTL, staleWindow: config.cache.maxStaleness,
+        jitter: config.cache.ttlJitter, clock: clock)
+    let shared = try makeSharedCache(config: config, logger: logger)
+    logger.info(
+        "identity cache configured",
+        [
+            (.provider, backend.name), (.limit, "\(config.cache.maxEntries)"),
+            (.address, config.redis.host.map { "redis \($0):\(config.redis.port)" } ?? "no shared cache"),
+        ])
+    return CachedIdentityDirectory(
+        config: config, backend: backend, cache: cache, shared: shared, logger: logger, clock: clock)
+}
+
+private func makeKeycloakBackend(
+    config: IdentityConfig, logger: Logger, clock: @escaping MonotonicClock
+) throws(IdentityProviderError) -> KeycloakBackend {
     let keycloak = config.keycloak
     let settings = try KeycloakSettings(config)
     let http: HTTPClient
@@ -51,21 +71,36 @@ func makeIdentityDirectory(
         config: keycloak, baseURL: settings.baseURL, clientSecret: settings.secret, http: http, logger: logger,
         clock: clock)
     let client = KeycloakClient(config: keycloak, baseURL: settings.baseURL, tokens: tokens, http: http, logger: logger)
-    let cache = IdentityCache(
-        maxEntries: config.cache.maxEntries, positiveTTL: config.cache.positiveTTL,
-        negativeTTL: config.cache.negativeTTL, staleWindow: config.cache.maxStaleness,
-        jitter: config.cache.ttlJitter, clock: clock)
-    let shared = try makeSharedCache(config: config, logger: logger)
     logger.info(
         "identity provider configured",
-        [
-            (.provider, "keycloak"), (.url, settings.baseURL), (.realm, keycloak.realm), (.user, keycloak.clientID),
-            (.limit, "\(config.cache.maxEntries)"),
-            (.address, config.redis.host.map { "redis \($0):\(config.redis.port)" } ?? "no shared cache"),
-        ])
-    let backend = KeycloakBackend(config: keycloak, client: client, tokens: tokens)
-    return CachedIdentityDirectory(
-        config: config, backend: backend, cache: cache, shared: shared, logger: logger, clock: clock)
+        [(.provider, "keycloak"), (.url, settings.baseURL), (.realm, keycloak.realm), (.user, keycloak.clientID)])
+    return KeycloakBackend(config: keycloak, client: client, tokens: tokens)
+}
+
+private func makeAuthentikBackend(
+    config: AuthentikConfig, logger: Logger
+) throws(IdentityProviderError) -> AuthentikBackend {
+    var baseURL = Substring(config.baseURL)
+    while baseURL.hasSuffix("/") { baseURL = baseURL.dropLast() }
+    let token: Secret
+    if let path = config.tokenFile {
+        token = try KeycloakSettings.readSecretFile(path, key: "identity.authentik.token_file")
+    } else if !config.token.isEmpty {
+        token = Secret(config.token)
+    } else {
+        throw .invalidConfiguration(key: "identity.authentik.token", reason: "missing: set token or token_file")
+    }
+    let http: HTTPClient
+    do {
+        http = try HTTPClient(
+            options: HTTPClientOptions(
+                timeout: config.requestTimeout, connectTimeout: config.connectTimeout, caFile: config.caFile))
+    } catch {
+        throw .invalidConfiguration(key: "identity.authentik", reason: "\(error)")
+    }
+    let client = AuthentikClient(config: config, baseURL: String(baseURL), token: token, http: http, logger: logger)
+    logger.info("identity provider configured", [(.provider, "authentik"), (.url, String(baseURL))])
+    return AuthentikBackend(config: config, client: client)
 }
 
 /// Runs the provider check against a token provider and client.

@@ -83,7 +83,7 @@ final class KeycloakDevServer {
     }
 
     /// Sends SIGTERM, then SIGKILL if the process has not exited after 5 seconds.
-    private static func terminate(_ process: Process) {
+    static func terminate(_ process: Process) {
         guard process.isRunning else { return }
         let pid = process.processIdentifier
         kill(pid, SIGTERM)
@@ -150,7 +150,7 @@ final class KeycloakDevServer {
     }
 
     /// Reads up to the first newline, waiting at most 15 seconds in total.
-    private static func readFirstLine(_ descriptor: Int32) throws -> String {
+    static func readFirstLine(_ descriptor: Int32) throws -> String {
         var bytes: [UInt8] = []
         let deadline = monotonicNanoseconds() + 15_000_000_000
         while bytes.last != UInt8(ascii: "\n") {
