@@ -21,13 +21,20 @@ swift build -c release --product mailcloak
 swift build -c release --product mailcloakctl
 bin=$(swift build -c release --show-bin-path)
 
+# Start from empty data each time: stop a cluster an earlier run left behind, then remove it.
+[ -d "$demo_dir/pg" ] && demo_stop_postgres
+rm -rf "$demo_dir"
 mkdir -p "$demo_dir"
 chmod 0755 "$demo_dir"
+mailcloak_pid=""
 cleanup() {
+    [ -n "$mailcloak_pid" ] && kill "$mailcloak_pid" 2>/dev/null && wait "$mailcloak_pid" 2>/dev/null
     demo_stop_keycloak
     demo_stop_postgres
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 demo_start_postgres "$pg_port"
 demo_start_keycloak "$keycloak_port"
@@ -46,8 +53,11 @@ mailcloak demo is starting on 127.0.0.1:$port. Try, from another shell:
       | python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",$port)); s.sendall(sys.stdin.buffer.read()); print(s.recv(200).decode())'
                                                                       # action=550 5.1.1 No such user
   $bin/mailcloakctl --database-url $database_url aliases add info@example.com bob
-  postmap -q info@example.com socketmap:inet:127.0.0.1:$port:alias      # bob@example.com
-Stop with Ctrl-C.
+  sleep 1; postmap -q info@example.com socketmap:inet:127.0.0.1:$port:alias   # bob@example.com
+Stop with Ctrl-C (or kill -TERM $$).
 
 TEXT
-"$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml"
+# In the background with wait, so that the traps run as soon as a signal arrives.
+"$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
+mailcloak_pid=$!
+wait "$mailcloak_pid"
