@@ -23,3 +23,18 @@ public enum PolicyParseError: Error, Equatable, Sendable {
     /// A blank line arrived before any attribute.
     case emptyRequest
 }
+
+extension PolicyParseError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .lineTooLong(let limit): "line longer than \(limit) bytes"
+        case .tooManyAttributes(let limit): "more than \(limit) attributes"
+        case .requestTooLarge(let limit): "request larger than \(limit) bytes"
+        case .missingEquals(let line): "line \(line) has no '=' between name and value"
+        case .emptyName(let line): "line \(line) has an empty attribute name"
+        case .nulByte(let line): "line \(line) contains a NUL byte"
+        case .duplicateAttribute(let name, let line): "attribute \(name) repeated on line \(line)"
+        case .emptyRequest: "blank line before any attribute"
+        }
+    }
+}

@@ -15,3 +15,21 @@ public enum NetstringError: Error, Equatable, Sendable {
     /// The netstring starts with `:`.
     case emptyLength
 }
+
+extension NetstringError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .invalidLengthDigit(let byte): "netstring length contains byte \(byteDescription(byte))"
+        case .lengthTooLong(let digits): "netstring length has \(digits) digits"
+        case .lengthExceedsLimit(_, let limit): "netstring length exceeds the limit of \(limit) bytes"
+        case .missingTerminator(let byte): "netstring ends with \(byteDescription(byte)) instead of ','"
+        case .emptyLength: "netstring starts with ':' and has no length"
+        }
+    }
+}
+
+/// Shows a byte as its printable ASCII character in quotes, or in hex.
+private func byteDescription(_ byte: UInt8) -> String {
+    guard byte >= 0x21 && byte < 0x7F else { return "0x" + String(byte, radix: 16, uppercase: true) }
+    return "'\(Character(Unicode.Scalar(byte)))'"
+}
