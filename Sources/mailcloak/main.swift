@@ -3,6 +3,7 @@
 import Config
 import IdentityProvider
 import Log
+import Reactor
 import Server
 import Store
 #if canImport(Glibc)
@@ -37,6 +38,9 @@ func configPath(_ arguments: ArraySlice<String>) -> String {
     var path: String?
     while let argument = rest.popFirst() {
         switch argument {
+        case "--help", "-h":
+            printLine(usage)
+            exit(0)
         case "--config", "-c":
             guard let value = rest.popFirst() else { usageError("--config needs a file") }
             path = value
@@ -63,9 +67,28 @@ func applyLogSettings(_ configuration: Configuration) {
 
 /// Validates the configuration and reports whether PostgreSQL and the identity provider answer.
 func runCheck(_ path: String) -> Never {
-    let configuration = loadConfiguration(path)
+    // The report goes to stdout; log lines of the parts it builds would only repeat it.
+    Logger.shared.level = .critical
+    let configuration: Configuration
+    do {
+        configuration = try ConfigLoader.load(path: path)
+    } catch {
+        printLine("configuration: FAILED (\(error))")
+        exit(1)
+    }
     printLine("configuration: ok (\(path), \(configuration.listeners.count) listener(s))")
     var healthy = true
+    for listener in configuration.listeners {
+        guard let tls = listener.tls else { continue }
+        do {
+            let context = try TLSContext.load(tls)
+            let expiry = context.expiries.first.map { formatUTC($0.notAfter) } ?? "unknown"
+            printLine("tls \(listener.name): ok (server certificate valid until \(expiry))")
+        } catch {
+            printLine("tls \(listener.name): FAILED (\(error))")
+            healthy = false
+        }
+    }
     switch checkDatabase(config: configuration.database) {
     case .success(let text): printLine("database: ok (\(text))")
     case .failure(let error):
