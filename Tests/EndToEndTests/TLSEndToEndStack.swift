@@ -24,6 +24,7 @@ struct TLSStack: Sendable {
     let live: URL
     let mailcloakPID: pid_t
     let mailcloakLog: URL
+    let configFile: URL
     let tlsPort: UInt16
     /// stunnel's plain endpoint for node mx1 (policy and every map) and mx2 (the alias map only).
     let mx1Port: UInt16
@@ -38,11 +39,16 @@ struct TLSStack: Sendable {
 
     func log() -> String { TestEnvironment.readText(mailcloakLog) }
 
-    /// Waits until a log line contains every one of `parts`, and returns whether one did.
-    func waitForLog(_ parts: [String], timeout: Double = 10) -> Bool {
+    /// The number of log lines that contain every one of `parts`.
+    func logCount(_ parts: [String]) -> Int {
+        log().split(separator: "\n").filter { line in parts.allSatisfy { line.contains($0) } }.count
+    }
+
+    /// Waits until `count` log lines contain every one of `parts`, and returns whether they did.
+    func waitForLog(_ parts: [String], count: Int = 1, timeout: Double = 10) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
-            if log().split(separator: "\n").contains(where: { line in parts.allSatisfy { line.contains($0) } }) {
+            if logCount(parts) >= count {
                 return true
             }
             Thread.sleep(forTimeInterval: 0.05)
@@ -129,7 +135,7 @@ struct TLSStack: Sendable {
 
         return TLSStack(
             settings: settings, directory: directory, certificates: certificates, live: live, mailcloakPID: pid,
-            mailcloakLog: mailcloakLog, tlsPort: tlsPort, mx1Port: mx1Port, mx2Port: mx2Port, postfix: postfix,
+            mailcloakLog: mailcloakLog, configFile: configFile, tlsPort: tlsPort, mx1Port: mx1Port, mx2Port: mx2Port, postfix: postfix,
             teardown: teardown)
     }
 

@@ -59,8 +59,8 @@ struct TLSEndToEnd {
         let stack = try TLSStack.require()
 
         let result = try TestEnvironment.run("/usr/bin/openssl", [
-            "s_client", "-connect", "127.0.0.1:\(stack.tlsPort)", "-CAfile", stack.certificates.path + "/ca.crt",
-            "-verify_return_error",
+            "s_client", "-connect", "127.0.0.1:\(stack.tlsPort)",
+            "-CAfile", stack.certificates.path + "/ca-bundle-overlap.crt", "-verify_return_error",
         ])
 
         #expect(stack.waitForLog(["event=\"TLS handshake failed\"", "peer did not return a certificate"]))
@@ -71,7 +71,8 @@ struct TLSEndToEnd {
         let stack = try TLSStack.require()
 
         _ = try TestEnvironment.run("/usr/bin/openssl", [
-            "s_client", "-connect", "127.0.0.1:\(stack.tlsPort)", "-CAfile", stack.certificates.path + "/ca.crt",
+            "s_client", "-connect", "127.0.0.1:\(stack.tlsPort)",
+            "-CAfile", stack.certificates.path + "/ca-bundle-overlap.crt",
             "-cert", stack.certificates.path + "/client-revoked.crt", "-key", stack.certificates.path + "/client-revoked.key",
         ])
 
@@ -116,8 +117,10 @@ struct TLSEndToEnd {
             try FileManager.default.copyItem(atPath: stack.certificates.path + "/" + source, toPath: target + ".new")
             #expect(rename(target + ".new", target) == 0)
         }
+        let reloadsBefore = stack.logCount(["event=\"TLS and access rules reloaded\"", "reason=SIGHUP"])
         kill(stack.mailcloakPID, SIGHUP)
-        let reloaded = stack.waitForLog(["event=\"TLS and access rules reloaded\"", "reason=SIGHUP"])
+        let reloaded = stack.waitForLog(
+            ["event=\"TLS and access rules reloaded\"", "reason=SIGHUP"], count: reloadsBefore + 1)
         waitForRequests(100)
         stop.store(true, ordering: .relaxed)
         for worker in workers { while worker.isExecuting { usleep(10_000) } }
@@ -130,5 +133,54 @@ struct TLSEndToEnd {
         #expect(reloaded)
         #expect(failures.load(ordering: .relaxed) == 0)
         #expect(fresh.standardOutput.contains("issuer=CN = mailcloak demo CA 2"))
+    }
+
+    @Test func badKeyOnSighupKeepsServing() throws {
+        let stack = try TLSStack.require()
+        let key = stack.live.appendingPathComponent("server.key").path
+        let saved = key + ".saved"
+        try? FileManager.default.removeItem(atPath: saved)
+        try FileManager.default.copyItem(atPath: key, toPath: saved)
+        // The RSA key matches neither demo server certificate.
+        try? FileManager.default.removeItem(atPath: key + ".new")
+        try FileManager.default.copyItem(atPath: stack.certificates.path + "/server-rsa.key", toPath: key + ".new")
+        #expect(rename(key + ".new", key) == 0)
+        let failuresBefore = stack.logCount(["event=\"TLS reload failed, keeping", "does not match certificate"])
+
+        kill(stack.mailcloakPID, SIGHUP)
+        let rejected = stack.waitForLog(
+            ["event=\"TLS reload failed, keeping", "does not match certificate"], count: failuresBefore + 1)
+        let socket = try #require(PlainSocket(port: stack.mx1Port))
+        let reply = socket.exchange(netstring("alias sales@example.com"), until: ",")
+        #expect(rename(saved, key) == 0)
+
+        #expect(rejected)
+        #expect(reply == netstring("OK alice@example.com"))
+    }
+
+    @Test func sighupReloadsAccessRules() throws {
+        let stack = try TLSStack.require()
+        let original = try String(contentsOf: stack.configFile, encoding: .utf8)
+        let reloadsBefore = stack.logCount(["event=\"TLS and access rules reloaded\"", "reason=SIGHUP"])
+        let granted = original.replacingOccurrences(of: "services: [\"socketmap:alias\"]", with: "services: [policy]")
+        try granted.write(to: stack.configFile, atomically: true, encoding: .utf8)
+
+        kill(stack.mailcloakPID, SIGHUP)
+        let reloaded = stack.waitForLog(
+            ["event=\"TLS and access rules reloaded\"", "reason=SIGHUP"], count: reloadsBefore + 1)
+        let socket = try #require(PlainSocket(port: stack.mx2Port))
+        let reply = socket.exchange(
+            "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=alice@example.com\n\n", until: "\n\n")
+
+        // Put the original rules back for the other tests.
+        try original.write(to: stack.configFile, atomically: true, encoding: .utf8)
+        kill(stack.mailcloakPID, SIGHUP)
+        let restored = stack.waitForLog(
+            ["event=\"TLS and access rules reloaded\"", "reason=SIGHUP"], count: reloadsBefore + 2)
+
+        #expect(reloaded)
+        #expect(reply?.hasPrefix("action=451 4.7.0") == false)
+        #expect(reply?.hasPrefix("action=") == true)
+        #expect(restored)
     }
 }
