@@ -174,7 +174,7 @@ struct AuthentikBackend: IdentityBackend {
         try client.lookup(key)
     }
 
-    /// Queries one page of users; an empty list means the token sees no users.
+    /// Queries one page of users. An empty list means the token's user may view no users.
     func check() -> Result<String, IdentityProviderError> {
         do {
             let page = try client.queryPage("is_active=true", page: 1)

@@ -158,8 +158,13 @@ public final class CachedIdentityDirectory: IdentityDirectory {
         } catch {
             counters.providerNanoseconds.add(Int(monotonicNanoseconds() - started), ordering: .relaxed)
             counters.providerFailures.increment()
-            guard case .unavailable(let reason) = error else { throw error }
+            // Every failure reaches the breaker, so that a half-open probe always reports back.
             breaker.recordFailure()
+            let reason: String
+            switch error {
+            case .unavailable(let text): reason = text
+            case .overloaded: reason = "overloaded"
+            }
             health.recordLookupFailure(reason: reason)
             return try answerWithoutProvider(key, stale: stale, reason: reason, breakerOpen: false)
         }

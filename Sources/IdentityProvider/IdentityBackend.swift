@@ -1,4 +1,4 @@
-// The identity provider as the cached directory sees it: one blocking call
+// The identity provider as the cached directory uses it: one blocking call
 // per key, and a start-up check. Keycloak and Authentik implement it.
 import Config
 import Model

@@ -10,7 +10,7 @@ import RedisCache
     import Glibc
 #endif
 
-/// The shared cache as the directory sees it. Thread-safe and blocking.
+/// The shared cache as the directory uses it. Thread-safe and blocking.
 final class SharedIdentityCache: Sendable {
     enum Lookup {
         case fresh(IdentityAnswer, freshFor: Double)

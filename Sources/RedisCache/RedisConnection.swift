@@ -28,7 +28,7 @@ package enum RedisReply: Equatable, Sendable {
     }
 }
 
-/// Where and how to connect.
+/// Connection settings of one Redis server.
 package struct RedisEndpoint: Sendable, Equatable {
     package var host: String
     package var port: Int
@@ -53,8 +53,8 @@ package struct RedisEndpoint: Sendable, Equatable {
 /// A connected hiredis context. Not thread-safe: one thread uses it at a
 /// time, which `RedisPool` ensures by handing it out exclusively.
 package final class RedisConnection: @unchecked Sendable {
-    // @unchecked: the context is only touched by the thread that holds the
-    // connection, and the pool hands each connection to one thread at a time.
+    // @unchecked: the pool hands each connection to one thread at a time, and
+    // only that thread touches the context.
     private let context: UnsafeMutablePointer<redisContext>
     /// Set after an I/O or protocol error; the connection must be closed.
     package private(set) var isBroken = false

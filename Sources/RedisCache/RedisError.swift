@@ -6,7 +6,7 @@ package enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case connectFailed(reason: String)
     /// The connection failed while sending or reading, or timed out.
     case io(reason: String)
-    /// The server answered AUTH, SELECT or another setup command with an error.
+    /// The server rejected AUTH, SELECT or another setup command with an error reply.
     case rejected(command: String, message: String)
     /// An earlier failure put the pool into backoff; no connection was tried.
     case backingOff

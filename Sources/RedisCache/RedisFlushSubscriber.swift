@@ -1,7 +1,7 @@
 // A thread that subscribes to the flush channel and hands each message to
 // a handler, reconnecting with backoff when the connection drops. Messages
-// published while it is disconnected are lost, so the handler is told when
-// a subscription starts again after a loss and should then drop everything.
+// published while it is disconnected are lost, so the handler receives
+// `.resubscribed` after a loss and should then drop everything.
 import Foundation
 import Log
 import Synchronization
@@ -12,7 +12,7 @@ import Synchronization
 
 /// Runs one subscriber thread per instance until `stop()`.
 package final class RedisFlushSubscriber: Sendable {
-    /// What the handler receives.
+    /// An event passed to the handler.
     package enum Event: Sendable, Equatable {
         /// A message published on the channel.
         case message(String)

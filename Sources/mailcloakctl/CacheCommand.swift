@@ -55,8 +55,8 @@ enum CacheCommand {
         }
     }
 
-    /// Flushes the username entry and, when the cache holds the user's
-    /// address, that address's entry too.
+    /// Flushes the username entry and, when the cached answer contains the
+    /// user's address, that address's entry too.
     private static func flushUser(_ name: String, in cache: RedisIdentityCache) throws(RedisError) -> FlushResult {
         let key = IdentityKey.username(name.lowercased())
         var keys = [key]

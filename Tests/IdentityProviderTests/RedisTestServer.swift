@@ -50,6 +50,7 @@ final class RedisTestServer: @unchecked Sendable {
             "/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory, "--logfile", directory + "/redis.log",
         ] + extraArguments
+
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -61,20 +62,23 @@ final class RedisTestServer: @unchecked Sendable {
         for signal in [SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIGCHLD] { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
         let status = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
         guard status == 0 else { throw RedisTestServerError.startFailed(String(cString: strerror(status))) }
         pid = child
+
         for _ in 0..<400 {
-            // A server started with --requirepass answers NOAUTH, which also proves it is up.
+            // A server started with --requirepass replies NOAUTH, which also proves it is up.
             switch try? RedisConnection(endpoint).command(["PING"]) {
             case .status("PONG"): return true
             case .error(let message) where message.hasPrefix("NOAUTH"): return true

@@ -155,7 +155,8 @@ import Testing
             first.stop()
             second.stop()
         }
-        #expect(waitUntil { first.isSubscribedToFlushes && second.isSubscribedToFlushes })
+        #expect(waitUntil { first.isSubscribedToFlushes })
+        #expect(waitUntil { second.isSubscribedToFlushes })
         _ = try first.lookup(.email("alice@example.com"))
         _ = try second.lookup(.email("alice@example.com"))
         #expect(second.cachedAnswer(for: .email("alice@example.com")) == Self.alice)
