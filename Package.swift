@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol"]),
         .testTarget(name: "SocketmapTests", dependencies: ["Socketmap"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
-        .testTarget(name: "TLSTests", dependencies: ["Reactor", "Config", "CShim", "COpenSSL"]),
+        .testTarget(name: "TLSTests", dependencies: ["Reactor", "Config", "Log", "CShim", "COpenSSL"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),

@@ -3,6 +3,7 @@
 // new handshakes while clients keep getting answers.
 import COpenSSL
 import Config
+import Log
 import Foundation
 import Reactor
 import Synchronization
@@ -151,5 +152,30 @@ private func replace(_ target: String, with source: String) throws {
                               trust: "ca-bundle-overlap.crt")
         #expect(fresh.request("new") == "new policy=true maps=alias cn=mx1 host=127.0.0.1")
         #expect(fresh.serverFingerprint == fileFingerprint("server-ca2.crt"))
+    }
+}
+
+/// Creates a logger that writes to a new temporary file, and returns it with the file's path.
+private func fileLogger() -> (Logger, String) {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tls-log-\(UUID().uuidString)").path
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    return (Logger(fileDescriptor: descriptor), path)
+}
+
+@Suite struct ExpiryWarningTests {
+    @Test func certificateInsideWindowIsLogged() throws {
+        let (logger, path) = fileLogger()
+        var config = Fixture.listenerConfig()
+        config.tls?.expiryWarning = 400 * 86400
+        _ = try ListenerSecurity(config: config, logger: logger)
+        let log = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(log.contains("event=\"certificate expires soon\" listener=mtls path=\(Fixture.path("server.crt"))"))
+    }
+
+    @Test func certificateOutsideWindowIsQuiet() throws {
+        let (logger, path) = fileLogger()
+        _ = try ListenerSecurity(config: Fixture.listenerConfig(), logger: logger)
+        let log = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(!log.contains("certificate expires soon"))
     }
 }
