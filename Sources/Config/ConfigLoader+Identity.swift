@@ -20,6 +20,10 @@ extension ConfigLoader {
         var redis = RedisConfig()
         try section.readOptionalString("host", into: &redis.host)
         try section.readInt("port", into: &redis.port, range: 1...65_535)
+        if let node = section.node("sentinels") {
+            redis.sentinels = try sentinelAddresses(node, path: section.path("sentinels"))
+        }
+        try section.readString("sentinel_master", into: &redis.sentinelMaster)
         try section.readOptionalSecret("password", into: &redis.password)
         try section.readOptionalString("password_file", into: &redis.passwordFile)
         try section.readInt("database", into: &redis.database, range: 0...1023)
@@ -75,6 +79,24 @@ extension ConfigLoader {
                 expected: "connect_timeout no longer than request_timeout (\(formatDuration(authentik.requestTimeout)))")
         }
         return authentik
+    }
+
+    /// Reads a sequence of `host:port` strings.
+    private static func sentinelAddresses(_ node: YAMLNode, path: String) throws(ConfigError) -> [String] {
+        let expected = "host:port with a port from 1 to 65535"
+        guard case .sequence(let items) = node.content else {
+            throw invalid(node, path, expected: "a sequence of \(expected)")
+        }
+        var addresses: [String] = []
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            let text = try string(item, path: itemPath)
+            guard let colon = text.lastIndex(of: ":"), colon != text.startIndex,
+                let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port)
+            else { throw invalid(item, itemPath, expected: expected) }
+            addresses.append(text)
+        }
+        return addresses
     }
 
     /// Throws for two keys whose values contradict each other, at `key` when it is set, else at `other`.

@@ -59,8 +59,9 @@ public enum ConfigLoader {
         (
             "identity.redis",
             [
-                "host", "port", "password", "password_file", "database", "key_prefix", "pool_size",
-                "connect_timeout", "command_timeout", "max_reconnect_delay", "lock_ttl", "lock_wait",
+                "host", "port", "sentinels", "sentinel_master", "password", "password_file", "database",
+                "key_prefix", "pool_size", "connect_timeout", "command_timeout", "max_reconnect_delay", "lock_ttl",
+                "lock_wait",
             ]
         ),
         ("identity.breaker", ["failure_threshold", "initial_backoff", "max_backoff"]),

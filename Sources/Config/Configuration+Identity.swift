@@ -4,11 +4,15 @@
 // docs/configuration.md shows the same values.
 
 /// The shared Redis cache of identity answers (the second cache level).
-/// Without a host, the in-process cache serves alone.
+/// Without a host or sentinels, the in-process cache serves alone.
 public struct RedisConfig: Sendable, Equatable {
     /// Host name or IP address of the Redis server; nil turns the shared cache off.
     public var host: String?
     public var port: Int = 6379
+    /// Sentinels as `host:port`; when set, they name the primary and `host` and `port` are not used.
+    public var sentinels: [String] = []
+    /// Name of the monitored primary that the sentinels are asked for.
+    public var sentinelMaster: String = "mymaster"
     /// Password sent with AUTH; `passwordFile` takes precedence when set.
     public var password: String?
     public var passwordFile: String?
@@ -29,6 +33,9 @@ public struct RedisConfig: Sendable, Equatable {
     public var lockWait: Seconds = 2
 
     public init() {}
+
+    /// Whether a shared cache is configured.
+    public var isEnabled: Bool { host != nil || !sentinels.isEmpty }
 }
 
 /// The circuit breaker around the identity provider.

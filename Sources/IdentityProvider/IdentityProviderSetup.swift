@@ -48,10 +48,17 @@ func makeIdentityDirectory(
         "identity cache configured",
         [
             (.provider, backend.name), (.limit, "\(config.cache.maxEntries)"),
-            (.address, config.redis.host.map { "redis \($0):\(config.redis.port)" } ?? "no shared cache"),
+            (.address, describeSharedCache(config.redis)),
         ])
     return CachedIdentityDirectory(
         config: config, backend: backend, cache: cache, shared: shared, logger: logger, clock: clock)
+}
+
+private func describeSharedCache(_ redis: RedisConfig) -> String {
+    if !redis.sentinels.isEmpty {
+        return "redis primary \(redis.sentinelMaster) via sentinels \(redis.sentinels.joined(separator: ","))"
+    }
+    return redis.host.map { "redis \($0):\(redis.port)" } ?? "no shared cache"
 }
 
 private func makeKeycloakBackend(

@@ -28,10 +28,36 @@ package enum RedisReply: Equatable, Sendable {
     }
 }
 
-/// Connection settings of one Redis server.
+/// A host and TCP port.
+package struct RedisAddress: Sendable, Equatable {
+    package var host: String
+    package var port: Int
+
+    package init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`, where host may be a bracketed IPv6 address.
+    package init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+            return nil
+        }
+        var host = text[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard !host.isEmpty else { return nil }
+        self.init(host: String(host), port: port)
+    }
+}
+
+/// Connection settings of one Redis server, or of the primary that Redis
+/// Sentinel names.
 package struct RedisEndpoint: Sendable, Equatable {
     package var host: String
     package var port: Int
+    /// Sentinels to ask for the primary; empty to use `host` and `port`.
+    package var sentinels: [RedisAddress] = []
+    package var sentinelMaster = "mymaster"
     package var password: String?
     package var database: Int
     package var connectTimeout: Double
@@ -59,10 +85,23 @@ package final class RedisConnection: @unchecked Sendable {
     /// Set after an I/O or protocol error; the connection must be closed.
     package private(set) var isBroken = false
 
-    /// Connects, sets the command timeout, and sends AUTH and SELECT when configured.
+    /// Connects to the endpoint's server (with sentinels, to the primary
+    /// they name), sets the command timeout, and sends AUTH and SELECT
+    /// when configured.
     /// - Throws: `RedisError.connectFailed` or the error of AUTH or SELECT.
-    package init(_ endpoint: RedisEndpoint) throws(RedisError) {
-        guard let context = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), timeval(endpoint.connectTimeout))
+    package convenience init(_ endpoint: RedisEndpoint) throws(RedisError) {
+        guard !endpoint.sentinels.isEmpty else {
+            try self.init(address: RedisAddress(host: endpoint.host, port: endpoint.port), endpoint: endpoint)
+            return
+        }
+        let primary = try RedisSentinel.primary(of: endpoint)
+        try self.init(address: primary, endpoint: endpoint)
+        try RedisSentinel.requirePrimaryRole(self, address: primary)
+    }
+
+    /// Connects to `address` with the timeouts and credentials of `endpoint`.
+    package init(address: RedisAddress, endpoint: RedisEndpoint) throws(RedisError) {
+        guard let context = redisConnectWithTimeout(address.host, Int32(address.port), timeval(endpoint.connectTimeout))
         else {
             throw .connectFailed(reason: "out of memory")
         }

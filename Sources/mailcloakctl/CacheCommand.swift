@@ -90,16 +90,18 @@ enum CacheCommand {
         } catch {
             throw .runtime("cannot use --config \(path): \(error)")
         }
-        guard let host = redis.host else {
-            throw .runtime("\(path) sets no identity.redis.host, so there is no shared cache to flush")
+        guard redis.isEnabled else {
+            throw .runtime("\(path) sets neither identity.redis.host nor sentinels, so there is no shared cache to flush")
         }
         var password = redis.password
         if let file = redis.passwordFile {
             password = try readPassword(file)
         }
-        let endpoint = RedisEndpoint(
-            host: host, port: redis.port, password: password, database: redis.database,
+        var endpoint = RedisEndpoint(
+            host: redis.host ?? "", port: redis.port, password: password, database: redis.database,
             connectTimeout: redis.connectTimeout, commandTimeout: max(redis.commandTimeout, 5))
+        endpoint.sentinels = redis.sentinels.compactMap(RedisAddress.init)
+        endpoint.sentinelMaster = redis.sentinelMaster
         let logger = Logger(fileDescriptor: open("/dev/null", O_WRONLY | O_CLOEXEC))
         let pool = RedisPool(endpoint: endpoint, size: 1, maxReconnectDelay: redis.maxReconnectDelay, logger: logger)
         return RedisIdentityCache(pool: pool, keyPrefix: redis.keyPrefix)

@@ -34,6 +34,28 @@ final class RedisTestServer: @unchecked Sendable {
         throw RedisTestServerError.startFailed("no free port after 20 tries")
     }
 
+    /// Starts a sentinel that monitors `primary` under the name `master`.
+    convenience init(sentinelFor primary: RedisTestServer, master: String) throws {
+        try self.init(configuration: { port, directory in
+            "port \(port)\nbind 127.0.0.1\ndir \(directory)\nsentinel monitor \(master) 127.0.0.1 \(primary.port) 1\n"
+        })
+    }
+
+    /// Starts `redis-server FILE --sentinel` with the configuration that `configuration(port, directory)` returns.
+    private init(configuration: (Int, String) -> String) throws {
+        directory = NSTemporaryDirectory() + "mailcloak-sentinel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        port = 0
+        extraArguments = []
+        for _ in 0..<20 {
+            port = Int.random(in: 20_000..<32_000)
+            let file = directory + "/sentinel.conf"
+            try configuration(port, directory).write(toFile: file, atomically: true, encoding: .utf8)
+            if try start(arguments: ["/usr/bin/redis-server", file, "--sentinel"]) { return }
+        }
+        throw RedisTestServerError.startFailed("no free port after 20 tries")
+    }
+
     deinit {
         stop()
         try? FileManager.default.removeItem(atPath: directory)
@@ -46,10 +68,13 @@ final class RedisTestServer: @unchecked Sendable {
     /// Starts redis-server on `port`; false when the port was taken.
     @discardableResult
     func start() throws -> Bool {
-        let arguments = [
+        try start(arguments: [
             "/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory, "--logfile", directory + "/redis.log",
-        ] + extraArguments
+        ] + extraArguments)
+    }
+
+    private func start(arguments: [String]) throws -> Bool {
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

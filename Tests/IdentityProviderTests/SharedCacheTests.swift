@@ -108,6 +108,17 @@ import Testing
         #expect(ttl <= 930_000)
     }
 
+    @Test func sentinelLeadsToPrimary() throws {
+        let sentinel = try RedisTestServer(sentinelFor: redis, master: "mc")
+        defer { sentinel.stop() }
+        var config = config()
+        config.redis.host = nil
+        config.redis.sentinels = ["127.0.0.1:\(sentinel.port)"]
+        config.redis.sentinelMaster = "mc"
+        _ = try instance(config).lookup(.username("bob"))
+        #expect(try redis.command(["EXISTS", "test:id:v1:username:bob"]) == .integer(1))
+    }
+
     @Test func redisDownLookupsStillSucceed() throws {
         let directory = try instance()
         redis.kill()

@@ -187,3 +187,47 @@ func waitUntil(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         #expect(command == "AUTH")
     }
 }
+
+@Suite final class RedisSentinelTests {
+    let primary: RedisTestServer
+    let sentinel: RedisTestServer
+
+    init() throws {
+        primary = try RedisTestServer()
+        sentinel = try RedisTestServer(sentinelFor: primary, master: "mc")
+    }
+
+    deinit {
+        sentinel.stop()
+        primary.stop()
+    }
+
+    func endpoint(master: String) -> RedisEndpoint {
+        var endpoint = RedisEndpoint(host: "", port: 0, connectTimeout: 0.5, commandTimeout: 0.5)
+        endpoint.sentinels = [RedisAddress(host: "127.0.0.1", port: 1), RedisAddress(host: "127.0.0.1", port: sentinel.port)]
+        endpoint.sentinelMaster = master
+        return endpoint
+    }
+
+    @Test func sentinelNamesPrimary() throws {
+        let connection = try RedisConnection(endpoint(master: "mc"))
+        #expect(try connection.command(["SET", "via-sentinel", "1"]) == .status("OK"))
+        #expect(try primary.command(["GET", "via-sentinel"]) == .string(Array("1".utf8)))
+    }
+
+    @Test func unknownMasterFailsConnect() {
+        let error = #expect(throws: RedisError.self) { try RedisConnection(self.endpoint(master: "other")) }
+        guard case .connectFailed(let reason) = error else {
+            Issue.record("expected connectFailed, got \(String(describing: error))")
+            return
+        }
+        #expect(reason.contains("does not know other"))
+    }
+
+    @Test func addressParsesHostAndPort() {
+        #expect(RedisAddress("10.0.0.5:26379") == RedisAddress(host: "10.0.0.5", port: 26379))
+        #expect(RedisAddress("[::1]:26379") == RedisAddress(host: "::1", port: 26379))
+        #expect(RedisAddress("nohost") == nil)
+        #expect(RedisAddress(":1") == nil)
+    }
+}
