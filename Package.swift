@@ -60,7 +60,10 @@ let package = Package(
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
-        .testTarget(name: "IdentityProviderTests", dependencies: ["IdentityProvider", "Model", "Config", "Log"]),
+        .testTarget(
+            name: "IdentityProviderTests",
+            dependencies: ["IdentityProvider", "Model", "Config", "Log", "RedisCache", "Resolver", "PolicyProtocol"]
+        ),
         // Tests against real services: PostgreSQL, the Keycloak development
         // directory, Postfix. scripts/test.sh starts what they need.
         .testTarget(name: "StoreIntegrationTests", dependencies: ["Store", "Config", "Model", "Log"]),

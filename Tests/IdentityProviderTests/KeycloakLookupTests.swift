@@ -1,6 +1,7 @@
 // Lookups against the development directory: exact matching, encoding,
 // disabled users, unverified emails and the answer cache.
 import Config
+import Foundation
 import Model
 import Testing
 
@@ -119,5 +120,28 @@ import Testing
         #expect(answers.values.allSatisfy { $0 == self.user("alice", "alice@example.com") })
         #expect(stats.requests("users") == 1)
         #expect(stats.tokensIssued == 1)
+    }
+}
+
+@Suite final class KeycloakPagingTests {
+    let server: KeycloakDevServer
+
+    init() throws {
+        server = try KeycloakDevServer()
+    }
+
+    deinit {
+        server.stop()
+    }
+
+    @Test func enabledUserOnSecondPageFound() throws {
+        // 24 disabled users sort before the one enabled user, so it is on the second page of 20.
+        var users = (0..<24).map { #"{"username": "dup\#(String(format: "%02d", $0))", "email": "dup@example.com", "enabled": false}"# }
+        users.append(#"{"username": "dupz", "email": "dup@example.com", "enabled": true}"#)
+        try server.changeUsers(#"{"upsert": [\#(users.joined(separator: ","))]}"#)
+        let directory = try makeIdentityDirectory(config: server.identityConfig(), logger: quietLogger)
+        let answer = try directory.lookup(.email("dup@example.com"))
+        #expect(answer == .found(IdentityUser(username: "dupz", email: MailAddress("dup@example.com"))))
+        #expect(try server.stats().requests("users") == 2)
     }
 }
