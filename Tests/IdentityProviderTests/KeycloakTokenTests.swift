@@ -103,4 +103,21 @@ import Testing
         #expect(failures.values == [])
         #expect(try server.stats().tokensIssued == 1)
     }
+
+    @Test func concurrentRejectionsRenewTokenOnce() throws {
+        let directory = try makeIdentityDirectory(config: server.identityConfig(), logger: quietLogger)
+        _ = try directory.lookup(.username("alice"))
+        try server.revokeTokens()
+        try server.configure(#"{"latency_ms": 50}"#)
+        let failures = Collector<String>()
+        runOnThreads(20) { index in
+            do {
+                _ = try directory.lookup(.username("user\(index)"))
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        #expect(failures.values == [])
+        #expect(try server.stats().tokensIssued == 2)
+    }
 }

@@ -127,6 +127,18 @@ import Testing
         #expect(directory.stats.redisErrors > 0)
     }
 
+    @Test func pausedRedisLookupsStillSucceed() throws {
+        var config = config()
+        config.redis.commandTimeout = 0.1
+        let directory = try instance(config)
+        _ = try directory.lookup(.username("alice"))
+        redis.pause()
+        defer { redis.resume() }
+        #expect(try directory.lookup(.username("bob")) != .notFound)
+        #expect(try directory.lookup(.email("alice@example.com")) != .notFound)
+        #expect(directory.stats.redisErrors > 0)
+    }
+
     @Test func redisKilledMidRunNoFailures() throws {
         let directories = try (0..<3).map { _ in try instance() }
         let failures = Collector<String>()

@@ -129,6 +129,16 @@ final class RedisTestServer: @unchecked Sendable {
         pid = 0
     }
 
+    /// Stops the server (SIGSTOP), so that it accepts connections but answers nothing.
+    func pause() {
+        if pid != 0 { Glibc.kill(pid, SIGSTOP) }
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    func resume() {
+        if pid != 0 { Glibc.kill(pid, SIGCONT) }
+    }
+
     /// Stops the server with SIGTERM and reaps it.
     func stop() {
         guard pid != 0 else { return }
