@@ -7,7 +7,7 @@
 // require AUTH (requirepass in sentinel.conf) are not supported.
 
 enum RedisSentinel {
-    /// Returns the primary's address from the first sentinel that knows it.
+    /// Returns the primary's address from the first sentinel that monitors it.
     /// - Throws: `.connectFailed` naming the last sentinel's error.
     static func primary(of endpoint: RedisEndpoint) throws(RedisError) -> RedisAddress {
         var sentinelSettings = endpoint

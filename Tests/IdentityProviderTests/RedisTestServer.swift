@@ -129,7 +129,7 @@ final class RedisTestServer: @unchecked Sendable {
         pid = 0
     }
 
-    /// Stops the server (SIGSTOP), so that it accepts connections but answers nothing.
+    /// Pauses the server (SIGSTOP), so that it accepts connections but sends no reply.
     func pause() {
         if pid != 0 { Glibc.kill(pid, SIGSTOP) }
     }
