@@ -1,8 +1,10 @@
 #!/bin/sh
 # Sets up and runs a local mailcloak demo on loopback: installs what is
 # missing, builds in release mode, starts a throwaway PostgreSQL cluster and
-# the Keycloak development directory, migrates and seeds demo data, and runs
-# mailcloak in the foreground on 127.0.0.1:10027. Ctrl-C stops everything.
+# the Keycloak development directory, migrates and seeds demo data, makes
+# demo certificates, and runs mailcloak with a mutual-TLS listener on
+# 127.0.0.1:10443. A stunnel client, set up as on a Postfix node, gives
+# Postfix's tools a plain endpoint on 127.0.0.1:10027. Ctrl-C stops everything.
 # Its files live under /tmp/mailcloak-demo.
 set -eu
 
@@ -12,6 +14,7 @@ export PATH
 . scripts/lib/demo-env.sh
 
 port=${MAILCLOAK_DEMO_PORT:-10027}
+tls_port=${MAILCLOAK_DEMO_TLS_PORT:-10443}
 pg_port=${MAILCLOAK_DEMO_PG_PORT:-15433}
 keycloak_port=${MAILCLOAK_DEMO_KEYCLOAK_PORT:-18080}
 demo_dir=/tmp/mailcloak-demo
@@ -29,6 +32,7 @@ chmod 0755 "$demo_dir"
 mailcloak_pid=""
 cleanup() {
     [ -n "$mailcloak_pid" ] && kill "$mailcloak_pid" 2>/dev/null && wait "$mailcloak_pid" 2>/dev/null
+    demo_stop_stunnel
     demo_stop_keycloak
     demo_stop_postgres
 }
@@ -39,12 +43,15 @@ trap 'exit 143' TERM
 demo_start_postgres "$pg_port"
 demo_start_keycloak "$keycloak_port"
 demo_seed "$bin/mailcloakctl"
-demo_write_config "$port" 0 "$demo_dir/mailcloak.yaml"
+certs-example/make-certs.sh "$demo_dir/certs" mailcloak.example.internal mx1 >/dev/null
+demo_write_config "$tls_port" 0 "$demo_dir/mailcloak.yaml" "$demo_dir/certs"
 "$bin/mailcloak" check --config "$demo_dir/mailcloak.yaml" || true
 
 cat <<TEXT
 
-mailcloak demo is starting on 127.0.0.1:$port. Try, from another shell:
+mailcloak demo is starting: mutual TLS on 127.0.0.1:$tls_port, reached through the
+stunnel client of node mx1 on 127.0.0.1:$port, as a Postfix node reaches it.
+Try, from another shell:
   postmap -q sales@example.com socketmap:inet:127.0.0.1:$port:alias     # alice@example.com
   postmap -q example.com socketmap:inet:127.0.0.1:$port:domain          # example.com
   postmap -q alice@example.com socketmap:inet:127.0.0.1:$port:mailbox   # alice@example.com
@@ -60,4 +67,5 @@ TEXT
 # In the background with wait, so that the traps run as soon as a signal arrives.
 "$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
 mailcloak_pid=$!
+demo_start_stunnel "$port" "$tls_port" "$demo_dir/certs"
 wait "$mailcloak_pid"

@@ -51,12 +51,28 @@ demo_seed() {
     fi
 }
 
-# Writes a configuration for a listener on 127.0.0.1:$1 with $2 reactor threads to $3.
+# Writes a configuration for a listener on 127.0.0.1:$1 with $2 reactor threads to
+# $3. With $4, a certificate folder from certs-example/make-certs.sh, the
+# listener terminates mutual TLS and grants node mx1 policy and every map.
 demo_write_config() {
+    if [ -n "${4:-}" ]; then
+        listener_tls="
+    tls:
+      certificate: $4/server.crt
+      key: $4/server.key
+      client_ca: $4/ca.crt
+      crl: [$4/ca.crl]
+    acl:
+      - name: mx1
+        identities: [\"uri:spiffe://mail.example/node/mx1\"]
+        services: [policy, \"socketmap:*\"]"
+    else
+        listener_tls=""
+    fi
     cat >"$3" <<YAML
 listeners:
   - name: demo
-    address: "tcp:127.0.0.1:$1"
+    address: "tcp:127.0.0.1:$1"$listener_tls
 server:
   reactor_threads: $2
 database:
@@ -71,4 +87,25 @@ identity:
 log:
   level: info
 YAML
+}
+
+# Starts stunnel as Postfix node mx1 would run it, from
+# deploy/postfix-node/stunnel-mailcloak.conf: plain on 127.0.0.1:$1, mutual
+# TLS to 127.0.0.1:$2, with the certificates in $3. Sets stunnel_pid.
+demo_start_stunnel() {
+    sed -e 's/^foreground = no/foreground = yes/' \
+        -e "s|^pid = .*|pid =|" \
+        -e "s|^output = .*|output = $demo_dir/stunnel.log|" \
+        -e '/^setuid/d' -e '/^setgid/d' \
+        -e "s|^accept = 127.0.0.1:10027|accept = 127.0.0.1:$1|" \
+        -e "s|^connect = .*|connect = 127.0.0.1:$2|" \
+        -e "s|/etc/stunnel/mailcloak/client\\.|$3/client-mx1.|" \
+        -e "s|/etc/stunnel/mailcloak/ca.crt|$3/ca.crt|" \
+        deploy/postfix-node/stunnel-mailcloak.conf >"$demo_dir/stunnel.conf"
+    stunnel4 "$demo_dir/stunnel.conf" >"$demo_dir/stunnel.out" 2>&1 &
+    stunnel_pid=$!
+}
+
+demo_stop_stunnel() {
+    [ -n "${stunnel_pid:-}" ] && kill "$stunnel_pid" 2>/dev/null || true
 }
