@@ -4,8 +4,12 @@ import Synchronization
 
 /// A snapshot of the directory's counters since start.
 public struct IdentityDirectoryStats: Sendable, Equatable {
+    /// Checks of the in-process cache. A request that misses on a reactor
+    /// thread and is fetched by a worker counts two misses, because the
+    /// worker checks again before it goes further.
     public var l1Hits = 0
     public var l1Misses = 0
+    /// Reads of the shared cache; a stale entry and a failed read count as misses.
     public var l2Hits = 0
     public var l2Misses = 0
     /// Provider calls that returned a user.
