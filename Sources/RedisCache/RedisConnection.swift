@@ -137,6 +137,25 @@ package final class RedisConnection: @unchecked Sendable {
         return try takeReply(raw)
     }
 
+    /// Sends several commands in one write and reads their replies in order,
+    /// so they cost one round trip. The commands do not run atomically.
+    package func pipeline(_ commands: [[String]]) throws(RedisError) -> [RedisReply] {
+        guard !isBroken else { throw .io(reason: "connection already failed") }
+        for arguments in commands {
+            let status = withArgv(arguments) { argv, lengths in
+                redisAppendCommandArgv(context, Int32(arguments.count), argv, lengths)
+            }
+            guard status == REDIS_OK else { throw fail() }
+        }
+        var replies: [RedisReply] = []
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK else { throw fail() }
+            replies.append(try takeReply(raw))
+        }
+        return replies
+    }
+
     /// Sends one command without reading its reply (for SUBSCRIBE).
     package func send(_ arguments: [String]) throws(RedisError) {
         let status = withArgv(arguments) { argv, lengths in

@@ -65,8 +65,6 @@ package final class RedisIdentityCache: Sendable {
     /// The pub/sub channel that carries flushes.
     package var flushChannel: String { keyPrefix + ":flush" }
 
-    private static let getScript =
-        "local v = redis.call('GET', KEYS[1]) if not v then return nil end return {v, redis.call('PTTL', KEYS[1])}"
     private static let unlockScript =
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
@@ -81,19 +79,21 @@ package final class RedisIdentityCache: Sendable {
 
     /// Returns the entry for `key`, fresh or stale, or nil on a miss.
     package func get(_ key: IdentityKey) throws(RedisError) -> CachedIdentity? {
-        let reply = try pool.command(["EVAL", Self.getScript, "1", entryKey(key)])
-        switch reply {
-        case .null:
+        let name = entryKey(key)
+        let replies = try pool.withConnection { connection throws(RedisError) in
+            try connection.pipeline([["GET", name], ["PTTL", name]])
+        }
+        switch (replies[0], replies[1]) {
+        case (.null, _):
             return nil
-        case .array(let items) where items.count == 2:
-            guard let text = items[0].text, case .integer(let ttl) = items[1],
-                let record = IdentityRecord.decode(text)
-            else { return nil }
-            // PTTL is -1 for a key without expiry, which this cache never writes.
+        case (.string, .integer(let ttl)):
+            guard let text = replies[0].text, let record = IdentityRecord.decode(text) else { return nil }
+            // PTTL is -2 when the key expired between the two commands, and -1
+            // for a key without expiry, which this cache never writes.
             guard ttl >= 0 else { return nil }
             return CachedIdentity(answer: record.answer, freshForMilliseconds: ttl - record.staleMilliseconds)
         default:
-            throw .unexpectedReply("\(reply)")
+            throw .unexpectedReply("\(replies)")
         }
     }
 
