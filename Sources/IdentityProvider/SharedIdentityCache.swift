@@ -75,7 +75,7 @@ final class SharedIdentityCache: Sendable {
         guard let acquired = try? redis.tryLock(key, owner: owner, milliseconds: lockMilliseconds) else {
             return .proceed
         }
-        if acquired { return .locked(Lock(key: key, owner: owner)) }
+        if acquired { return lockedOrStored(key, owner: owner) }
 
         counters.lockWaits.increment()
         let deadline = monotonicNanoseconds() + nanoseconds(lockWait)
@@ -89,9 +89,21 @@ final class SharedIdentityCache: Sendable {
             guard let taken = try? redis.tryLock(key, owner: owner, milliseconds: lockMilliseconds) else {
                 return .proceed
             }
-            if taken { return .locked(Lock(key: key, owner: owner)) }
+            if taken { return lockedOrStored(key, owner: owner) }
         }
         return .proceed
+    }
+
+    /// Reads the entry again once the lock is held: another instance may have
+    /// stored the answer and released its lock between this instance's miss
+    /// and its lock, and the provider must not be asked twice for it.
+    private func lockedOrStored(_ key: IdentityKey, owner: String) -> LockOutcome {
+        let lock = Lock(key: key, owner: owner)
+        if case .fresh(let answer, let freshFor) = get(key) {
+            release(lock)
+            return .answer(answer, freshFor: freshFor)
+        }
+        return .locked(lock)
     }
 
     func release(_ lock: Lock) {
