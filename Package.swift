@@ -48,8 +48,11 @@ let package = Package(
             name: "mailcloakctl",
             dependencies: ["Store", "Config", "Log", "Model", "CArgon2", "CSQLite", "RedisCache"]
         ),
-        .executableTarget(name: "mailcloak-bench", dependencies: ["CShim"]),
-        .executableTarget(name: "baseline-responder"),
+        .executableTarget(name: "mailcloak-bench", dependencies: ["CShim", "COpenSSL"]),
+        .executableTarget(
+            name: "baseline-responder",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
 
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "ModelTests", dependencies: ["Model"]),

@@ -13,17 +13,26 @@
  * connections over the threads. SO_REUSEPORT also lets a second process bind
  * the same port without an error, which is why it is only used here.
  *
+ * With --tls it terminates mutual TLS with OpenSSL before framing: the
+ * client must present a certificate that chains to CA, the handshake and all
+ * I/O are non-blocking, and session tickets and the server session cache are
+ * on, so resumed handshakes can be measured. It is the minimal mutual-TLS
+ * server that mailcloak's TLS listener is compared against.
+ *
  * Limits: policy lines up to 64 KiB, netstrings up to 100000 bytes, and 1 MiB
  * of unsent replies per connection. A connection that breaks a limit or a
- * framing rule is closed, and so is one idle for 60 s.
+ * framing rule is closed, and so is one idle for 60 s (in TLS mode also one
+ * whose handshake fails).
  *
- * Usage: baseline-responder HOST PORT [THREADS]
+ * Usage: baseline-responder [--tls CERT KEY CA] HOST PORT [THREADS]
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -62,9 +71,15 @@ struct connection {
     size_t output_length;
     size_t output_capacity;
     int wants_write;
+    SSL *ssl;             /* NULL in plain mode */
+    int handshake_done;
     time_t last_active;
     struct connection *prev, *next;
 };
+
+/* The server context in TLS mode, NULL in plain mode. Shared by the threads:
+ * OpenSSL allows SSL_new on one configured context from many threads. */
+static SSL_CTX *tls_context;
 
 struct worker {
     const char *host;
@@ -106,6 +121,14 @@ static int open_listener(const char *host, const char *port) {
 }
 
 static void close_connection(struct worker *worker, struct connection *conn) {
+    if (conn->ssl != NULL) {
+        if (conn->handshake_done) {
+            ERR_clear_error();
+            SSL_shutdown(conn->ssl);
+        }
+        ERR_clear_error();
+        SSL_free(conn->ssl);
+    }
     epoll_ctl(worker->epoll_fd, EPOLL_CTL_DEL, conn->fd, NULL);
     close(conn->fd);
     if (conn->prev) conn->prev->next = conn->next; else worker->connections = conn->next;
@@ -214,6 +237,87 @@ static int flush_output(struct worker *worker, struct connection *conn) {
     return 0;
 }
 
+/* Sets the epoll interest of a connection. */
+static void set_interest(struct worker *worker, struct connection *conn, int wants_write) {
+    if (wants_write == conn->wants_write) return;
+    struct epoll_event event = {.events = EPOLLIN | (wants_write ? EPOLLOUT : 0), .data.ptr = conn};
+    epoll_ctl(worker->epoll_fd, EPOLL_CTL_MOD, conn->fd, &event);
+    conn->wants_write = wants_write;
+}
+
+/* Writes queued replies through TLS; returns -1 when the connection failed.
+ * Waits for writability only when OpenSSL asks for it. */
+static int flush_tls_output(struct worker *worker, struct connection *conn) {
+    size_t sent = 0;
+    int wants_write = 0;
+    while (sent < conn->output_length) {
+        size_t chunk = conn->output_length - sent;
+        if (chunk > INT32_MAX) chunk = INT32_MAX;
+        ERR_clear_error();
+        int n = SSL_write(conn->ssl, conn->output + sent, (int)chunk);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        int code = SSL_get_error(conn->ssl, n);
+        if (code == SSL_ERROR_WANT_WRITE) {
+            wants_write = 1;
+            break;
+        }
+        if (code == SSL_ERROR_WANT_READ) break;
+        return -1;
+    }
+    memmove(conn->output, conn->output + sent, conn->output_length - sent);
+    conn->output_length -= sent;
+    set_interest(worker, conn, wants_write);
+    return 0;
+}
+
+/* Advances a TLS connection on any readiness: the handshake, then every
+ * record OpenSSL can decrypt (until WANT_READ, because records it has
+ * buffered raise no further epoll event), then the replies. */
+static void handle_tls(struct worker *worker, struct connection *conn) {
+    conn->last_active = time(NULL);
+    if (!conn->handshake_done) {
+        ERR_clear_error();
+        int result = SSL_do_handshake(conn->ssl);
+        if (result != 1) {
+            int code = SSL_get_error(conn->ssl, result);
+            if (code == SSL_ERROR_WANT_READ) {
+                set_interest(worker, conn, 0);
+            } else if (code == SSL_ERROR_WANT_WRITE) {
+                set_interest(worker, conn, 1);
+            } else {
+                close_connection(worker, conn);
+            }
+            return;
+        }
+        conn->handshake_done = 1;
+    }
+    unsigned char buffer[16384];
+    for (;;) {
+        ERR_clear_error();
+        int n = SSL_read(conn->ssl, buffer, sizeof buffer);
+        if (n > 0) {
+            if (consume(conn, buffer, (size_t)n) < 0) {
+                close_connection(worker, conn);
+                return;
+            }
+            continue;
+        }
+        int code = SSL_get_error(conn->ssl, n);
+        if (code == SSL_ERROR_WANT_READ) break;
+        if (code == SSL_ERROR_WANT_WRITE) {
+            set_interest(worker, conn, 1);
+            break;
+        }
+        /* A clean close_notify, a reset, or a protocol error. */
+        close_connection(worker, conn);
+        return;
+    }
+    if (flush_tls_output(worker, conn) < 0) close_connection(worker, conn);
+}
+
 static void handle_readable(struct worker *worker, struct connection *conn) {
     unsigned char buffer[16384];
     for (;;) {
@@ -257,6 +361,15 @@ static void accept_connections(struct worker *worker) {
         conn->next = worker->connections;
         if (conn->next) conn->next->prev = conn;
         worker->connections = conn;
+        if (tls_context != NULL) {
+            ERR_clear_error();
+            conn->ssl = SSL_new(tls_context);
+            if (conn->ssl == NULL || SSL_set_fd(conn->ssl, fd) != 1) {
+                close_connection(worker, conn);
+                continue;
+            }
+            SSL_set_accept_state(conn->ssl);
+        }
         struct epoll_event event = {.events = EPOLLIN, .data.ptr = conn};
         if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) close_connection(worker, conn);
     }
@@ -285,7 +398,10 @@ static void *run_worker(void *argument) {
                 continue;
             }
             struct connection *conn = events[i].data.ptr;
-            if (events[i].events & (EPOLLERR | EPOLLHUP)) {
+            if (conn->ssl != NULL && !(events[i].events & EPOLLERR)) {
+                /* EPOLLHUP too: SSL_read reports the close after the last records. */
+                handle_tls(worker, conn);
+            } else if (events[i].events & (EPOLLERR | EPOLLHUP)) {
                 close_connection(worker, conn);
             } else if (events[i].events & EPOLLIN) {
                 handle_readable(worker, conn);
@@ -301,9 +417,45 @@ static void *run_worker(void *argument) {
     return NULL;
 }
 
+/* Prints OpenSSL's error queue after `what` and exits. */
+static void tls_fatal(const char *what, const char *path) {
+    fprintf(stderr, "baseline-responder: %s %s failed:\n", what, path);
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+/* Builds the mutual-TLS server context: the server chain and key, client
+ * certificates required and verified against the CA file, session tickets
+ * and the server session cache on (OpenSSL's defaults, set here on purpose). */
+static SSL_CTX *load_tls_context(const char *certificate, const char *key, const char *ca) {
+    SSL_CTX *context = SSL_CTX_new(TLS_server_method());
+    if (context == NULL) tls_fatal("SSL_CTX_new", "");
+    SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+    SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_clear_options(context, SSL_OP_NO_TICKET);
+    if (SSL_CTX_use_certificate_chain_file(context, certificate) != 1) tls_fatal("loading certificate", certificate);
+    if (SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) != 1) tls_fatal("loading key", key);
+    if (SSL_CTX_check_private_key(context) != 1) tls_fatal("matching key", key);
+    if (SSL_CTX_load_verify_locations(context, ca, NULL) != 1) tls_fatal("loading CA", ca);
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+    if (names != NULL) SSL_CTX_set_client_CA_list(context, names);
+    SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    static const unsigned char session_id_context[] = "baseline-responder";
+    SSL_CTX_set_session_id_context(context, session_id_context, sizeof session_id_context - 1);
+    SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_SERVER);
+    return context;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 5 && strcmp(argv[1], "--tls") == 0) {
+        tls_context = load_tls_context(argv[2], argv[3], argv[4]);
+        argv[4] = argv[0];
+        argv += 4;
+        argc -= 4;
+    }
     if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: baseline-responder HOST PORT [THREADS]\n");
+        fprintf(stderr, "usage: baseline-responder [--tls CERT KEY CA] HOST PORT [THREADS]\n");
         return 2;
     }
     long threads = argc == 4 ? strtol(argv[3], NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
@@ -326,7 +478,8 @@ int main(int argc, char **argv) {
         struct epoll_event event = {.events = EPOLLIN, .data.ptr = NULL};
         if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, worker->listen_fd, &event) < 0) fatal("epoll_ctl");
     }
-    fprintf(stderr, "baseline-responder: listening on %s:%s with %ld threads\n", argv[1], argv[2], threads);
+    fprintf(stderr, "baseline-responder: listening on %s:%s with %ld threads%s\n", argv[1], argv[2], threads,
+            tls_context != NULL ? ", mutual TLS" : "");
     for (long i = 0; i < threads; i++) {
         if (pthread_create(&ids[i], NULL, run_worker, &workers[i]) != 0) fatal("pthread_create");
     }

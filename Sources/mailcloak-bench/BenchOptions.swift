@@ -25,6 +25,15 @@ struct BenchOptions: Sendable {
         case requests(Int)
     }
 
+    /// The files for mutual TLS: the client's certificate and key, and the CA that verifies the server.
+    struct TLSFiles: Sendable {
+        var certificate: String
+        var key: String
+        var ca: String
+        /// Sent as SNI and checked against the server certificate's names; nil checks the chain only.
+        var serverName: String?
+    }
+
     var target: Target
     var wireProtocol: WireProtocol
     var requestsFile: String
@@ -33,13 +42,21 @@ struct BenchOptions: Sendable {
     var threads: Int
     var stop: Stop
     var warmup: Double
-    /// Time allowed for a connect or for a reply, in seconds.
+    /// Time allowed for a connect (with its TLS handshake) or for a reply, in seconds.
     var timeout: Double
+    /// Mutual TLS on every connection; nil for plain connections.
+    var tls: TLSFiles?
+    /// Whether each connection carries one request and is then closed and opened again.
+    var newConnectionPerRequest: Bool
+    /// Whether a connection slot offers the TLS session of its previous connection.
+    var resume: Bool
 
     static let usage = """
         usage: mailcloak-bench --target tcp:HOST:PORT|unix:PATH --protocol policy|socketmap
                                --requests-file FILE --connections C (--duration SECONDS | --requests N)
                                [--warmup SECONDS] [--threads T] [--timeout SECONDS] [--expect-file FILE]
+                               [--tls --cert FILE --key FILE --ca FILE [--server-name NAME]]
+                               [--new-connection-per-request] [--resume]
 
           --target         where to connect: tcp:127.0.0.1:10027, tcp:[::1]:10027 or unix:/path
           --protocol       policy (requests separated by blank lines) or socketmap (one "name key" per line)
@@ -49,10 +66,21 @@ struct BenchOptions: Sendable {
           --requests       number of requests to measure after the warmup
           --warmup         seconds of load before measuring starts (default 0)
           --threads        threads driving the connections, each with its own epoll loop (default 1)
-          --timeout        seconds allowed for a connect or a reply before it counts as an error (default 10)
+          --timeout        seconds allowed for a connect (with its TLS handshake) or a reply before it counts
+                           as an error (default 10)
           --expect-file    one expected reply per request, in request order: the policy reply without its
                            blank line (action=DUNNO) or the socketmap payload (NOTFOUND, OK alice@example.com);
                            trailing spaces are ignored; any mismatch makes the exit status 1
+          --tls            mutual TLS on every connection, with non-blocking handshakes on the same epoll loop
+          --cert, --key    the client certificate (PEM, may include its chain) and its unencrypted key
+          --ca             PEM bundle of the CAs that verify the server certificate
+          --server-name    name sent as SNI and checked against the server certificate; without it only
+                           the chain is verified
+          --new-connection-per-request
+                           connect (and handshake), send one request, read its reply, close; reports
+                           connections and handshakes per second, and latency from connect to reply
+          --resume         with --tls: offer each connection slot's previous TLS session (a ticket), and
+                           report how many handshakes were resumed
         """
 
     /// Parses the arguments after the program name; returns an error message for bad usage.
@@ -61,10 +89,15 @@ struct BenchOptions: Sendable {
         var rest = arguments[...]
         let known: Set = [
             "--target", "--protocol", "--requests-file", "--connections", "--duration", "--requests", "--warmup",
-            "--threads", "--timeout", "--expect-file",
+            "--threads", "--timeout", "--expect-file", "--cert", "--key", "--ca", "--server-name",
         ]
+        let switches: Set = ["--tls", "--new-connection-per-request", "--resume"]
         while let flag = rest.popFirst() {
             if flag == "--help" || flag == "-h" { return .failure(BenchUsageError(message: "")) }
+            if switches.contains(flag) {
+                values[flag] = ""
+                continue
+            }
             guard known.contains(flag) else { return .failure(BenchUsageError(message: "unknown option \(flag)")) }
             guard let value = rest.popFirst() else { return .failure(BenchUsageError(message: "\(flag) needs a value")) }
             values[flag] = value
@@ -116,6 +149,28 @@ struct BenchOptions: Sendable {
         case (nil, let count?): stop = .requests(count)
         default: throw BenchUsageError(message: "give exactly one of --duration and --requests")
         }
+
+        newConnectionPerRequest = values["--new-connection-per-request"] != nil
+        resume = values["--resume"] != nil
+        tls = try Self.tlsFiles(values)
+        if resume && tls == nil { throw BenchUsageError(message: "--resume needs --tls") }
+    }
+
+    private static func tlsFiles(_ values: [String: String]) throws(BenchUsageError) -> TLSFiles? {
+        let fileFlags = ["--cert", "--key", "--ca", "--server-name"]
+        guard values["--tls"] != nil else {
+            if let flag = fileFlags.first(where: { values[$0] != nil }) {
+                throw BenchUsageError(message: "\(flag) needs --tls")
+            }
+            return nil
+        }
+        guard let certificate = values["--cert"], let key = values["--key"], let ca = values["--ca"] else {
+            throw BenchUsageError(message: "--tls needs --cert, --key and --ca")
+        }
+        if let name = values["--server-name"], name.isEmpty || name.utf8.count > 253 {
+            throw BenchUsageError(message: "--server-name \"\(name)\" is invalid, expected a DNS name or an IP address")
+        }
+        return TLSFiles(certificate: certificate, key: key, ca: ca, serverName: values["--server-name"])
     }
 
     private static func target(_ text: String) throws(BenchUsageError) -> Target {

@@ -1,8 +1,12 @@
 // One load thread: an epoll loop driving its share of the connections, each
 // with one request outstanding at a time, as Postfix does. Every connect and
 // every request has a deadline; a connection that fails is closed, counted
-// and reconnected after a short pause.
+// and reconnected after a short pause. With TLS the handshake, reads and
+// writes run on the same loop: OpenSSL's WANT_READ and WANT_WRITE become the
+// connection's epoll interest. With a new connection per request, a slot
+// closes its connection after each reply and connects again at once.
 
+import COpenSSL
 import CShim
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +20,8 @@ struct WorkerPlan: Sendable {
     var options: BenchOptions
     var workload: Workload
     var address: TargetAddress
+    /// The client TLS context, or nil for plain connections.
+    var tls: TLSClientContext?
     /// Monotonic nanoseconds when measuring starts (after the warmup).
     var measureStart: UInt64
     /// Requests this thread measures, in `--requests` mode.
@@ -36,6 +42,11 @@ struct WorkerResult: Sendable {
     var lastReply: UInt64 = 0
     /// When the thread stopped early because no connect or reply succeeded for too long.
     var stalledAt: UInt64?
+    /// Connects that succeeded while measuring.
+    var connections = 0
+    /// TLS handshakes completed while measuring, and how many of them resumed a session.
+    var handshakes = 0
+    var resumedHandshakes = 0
 }
 
 /// Monotonic time in nanoseconds.
@@ -50,6 +61,8 @@ private struct BenchConnection {
         /// Closed; reconnect at `retryAt`.
         case closed
         case connecting
+        /// TCP connected, TLS handshake under way.
+        case handshaking
         /// Connected, no request in flight (the run is ending).
         case idle
         /// A request is being written or its reply awaited.
@@ -57,6 +70,13 @@ private struct BenchConnection {
     }
 
     var fd: Int32 = -1
+    /// The TLS connection on `fd`, nil for plain connections.
+    var ssl: OpaquePointer?
+    /// The epoll interest last set on a TLS connection.
+    var interest: UInt32 = 0
+    /// Whether part of the request still waits to go through SSL_write.
+    var writePending = false
+    var connectedAt: UInt64 = 0
     var phase = Phase.closed
     var retryAt: UInt64 = 0
     var deadline: UInt64 = 0
@@ -70,18 +90,22 @@ private struct BenchConnection {
 
 final class LoadWorker {
     private static let retryPause: UInt64 = 100_000_000
-    private let plan: WorkerPlan
+    fileprivate let plan: WorkerPlan
     private let timeout: UInt64
     private let measureEnd: UInt64?
-    private let epoll: Int32
-    private var connections: [BenchConnection]
+    fileprivate let epoll: Int32
+    fileprivate var connections: [BenchConnection]
     private var nextRequest: Int
     private var quotaStarted = 0
     /// Last successful connect or reply. The run gives up after twice the timeout plus a second
     /// without either, so that the requests in flight have timed out and been counted first.
-    private var lastProgress: UInt64 = 0
-    private var result = WorkerResult()
-    private var scratch = [UInt8](repeating: 0, count: 1 << 16)
+    fileprivate var lastProgress: UInt64 = 0
+    fileprivate var result = WorkerResult()
+    fileprivate var scratch = [UInt8](repeating: 0, count: 1 << 16)
+    /// The last TLS session of each connection slot, offered again with --resume.
+    fileprivate var sessions: [OpaquePointer?]
+    fileprivate static let readable = UInt32(truncatingIfNeeded: MC_EPOLLIN)
+    fileprivate static let writable = UInt32(truncatingIfNeeded: MC_EPOLLOUT)
 
     init(plan: WorkerPlan) {
         self.plan = plan
@@ -94,11 +118,16 @@ final class LoadWorker {
         epoll = mc_epoll_create()
         precondition(epoll >= 0, "epoll_create1 failed: \(String(cString: strerror(errno)))")
         connections = Array(repeating: BenchConnection(), count: plan.connectionCount)
+        sessions = Array(repeating: nil, count: plan.connectionCount)
         nextRequest = plan.index % plan.workload.requests.count
     }
 
     deinit {
-        for connection in connections where connection.fd >= 0 { close(connection.fd) }
+        for connection in connections {
+            if let ssl = connection.ssl { SSL_free(ssl) }
+            if connection.fd >= 0 { close(connection.fd) }
+        }
+        for case let session? in sessions { SSL_SESSION_free(session) }
         close(epoll)
     }
 
@@ -149,6 +178,8 @@ final class LoadWorker {
                 connect(index, now: now)
             case .connecting where now >= connections[index].deadline:
                 fail(index, reason: "connect timed out after \(plan.options.timeout) s")
+            case .handshaking where now >= connections[index].deadline:
+                fail(index, reason: "TLS handshake timed out after \(plan.options.timeout) s")
             case .busy where now >= connections[index].deadline:
                 fail(index, reason: "no reply within \(plan.options.timeout) s")
             default:
@@ -165,6 +196,7 @@ final class LoadWorker {
         case .success(let fd):
             connections[index].fd = fd
             connections[index].phase = .connecting
+            connections[index].connectedAt = now
             connections[index].deadline = now + timeout
             connections[index].inbox.removeAll(keepingCapacity: true)
             let interest = UInt32(truncatingIfNeeded: MC_EPOLLIN) | UInt32(truncatingIfNeeded: MC_EPOLLOUT)
@@ -178,6 +210,12 @@ final class LoadWorker {
         switch connections[index].phase {
         case .connecting:
             finishConnect(index)
+        case .handshaking:
+            continueHandshake(index)
+        case .busy where connections[index].ssl != nil:
+            // Errors and hang-ups too: SSL_read reports them after the records before them.
+            if connections[index].writePending { writeTLSRequest(index) }
+            if connections[index].phase == .busy && !connections[index].writePending { readTLSReply(index) }
         case .busy:
             if events & UInt32(truncatingIfNeeded: MC_EPOLLOUT) != 0, connections[index].sendOffset > 0 {
                 writeRequest(index)
@@ -203,12 +241,23 @@ final class LoadWorker {
             fail(index, reason: SystemError(call: "connect", code: code).description)
             return
         }
-        _ = mc_epoll_ctl_mod(epoll, connections[index].fd, UInt32(truncatingIfNeeded: MC_EPOLLIN), UInt64(index))
-        lastProgress = monotonicNanoseconds()
+        let now = monotonicNanoseconds()
+        if isMeasuring(now) { result.connections += 1 }
+        if let tls = plan.tls {
+            // Progress comes with the handshake, so a server that rejects every handshake stops the run.
+            startHandshake(index, context: tls)
+            return
+        }
+        lastProgress = now
+        _ = mc_epoll_ctl_mod(epoll, connections[index].fd, Self.readable, UInt64(index))
         startRequest(index)
     }
 
-    private func startRequest(_ index: Int) {
+    fileprivate func isMeasuring(_ now: UInt64) -> Bool {
+        now >= plan.measureStart && now < (measureEnd ?? UInt64.max)
+    }
+
+    fileprivate func startRequest(_ index: Int) {
         guard mayStartRequest else {
             connections[index].phase = .idle
             return
@@ -223,10 +272,16 @@ final class LoadWorker {
         connections[index].measured = measured
         connections[index].request = nextRequest
         connections[index].sendOffset = 0
-        connections[index].sentAt = now
+        // With a new connection per request, latency runs from the connect to the reply.
+        connections[index].sentAt = plan.options.newConnectionPerRequest ? connections[index].connectedAt : now
         connections[index].deadline = now + timeout
         nextRequest = (nextRequest + plan.threadCount) % plan.workload.requests.count
-        writeRequest(index)
+        if connections[index].ssl != nil {
+            connections[index].writePending = true
+            writeTLSRequest(index)
+        } else {
+            writeRequest(index)
+        }
     }
 
     private func writeRequest(_ index: Int) {
@@ -277,11 +332,23 @@ final class LoadWorker {
             }
             complete(index, text: text)
             connections[index].inbox.removeAll(keepingCapacity: true)
-            startRequest(index)
+            nextStep(index)
         }
     }
 
-    private func complete(_ index: Int, text: Range<Int>) {
+    /// Starts the next request on the connection, or with a new connection per request closes it and connects again.
+    fileprivate func nextStep(_ index: Int) {
+        guard plan.options.newConnectionPerRequest else {
+            startRequest(index)
+            return
+        }
+        closeConnection(index)
+        if mayStartRequest {
+            connect(index, now: monotonicNanoseconds())
+        }
+    }
+
+    fileprivate func complete(_ index: Int, text: Range<Int>) {
         let now = monotonicNanoseconds()
         lastProgress = now
         let connection = connections[index]
@@ -305,11 +372,40 @@ final class LoadWorker {
         }
     }
 
-    private func fail(_ index: Int, reason: String) {
+    fileprivate func fail(_ index: Int, reason: String) {
         record(error: reason)
         if connections[index].phase == .busy && connections[index].measured {
             result.failed += 1
         }
+        if let ssl = connections[index].ssl {
+            SSL_free(ssl)
+            connections[index].ssl = nil
+        }
+        closeSocket(index)
+        connections[index].retryAt = monotonicNanoseconds() + Self.retryPause
+    }
+
+    /// Closes a connection after its reply: keeps its TLS session for --resume and sends close_notify.
+    private func closeConnection(_ index: Int) {
+        if let ssl = connections[index].ssl {
+            if plan.options.resume, let session = SSL_get1_session(ssl) {
+                if SSL_SESSION_is_resumable(session) == 1 {
+                    if let old = sessions[index] { SSL_SESSION_free(old) }
+                    sessions[index] = session
+                } else {
+                    SSL_SESSION_free(session)
+                }
+            }
+            ERR_clear_error()
+            _ = SSL_shutdown(ssl)
+            ERR_clear_error()
+            SSL_free(ssl)
+            connections[index].ssl = nil
+        }
+        closeSocket(index)
+    }
+
+    private func closeSocket(_ index: Int) {
         if connections[index].fd >= 0 {
             _ = mc_epoll_ctl_del(epoll, connections[index].fd)
             close(connections[index].fd)
@@ -317,10 +413,122 @@ final class LoadWorker {
         connections[index].fd = -1
         connections[index].phase = .closed
         connections[index].measured = false
-        connections[index].retryAt = monotonicNanoseconds() + Self.retryPause
+        connections[index].writePending = false
     }
 
     private func record(error: String) {
         result.errors[error, default: 0] += 1
+    }
+}
+
+// MARK: - TLS
+
+extension LoadWorker {
+    /// Creates the TLS connection on a connected socket, offering the slot's last session with --resume.
+    fileprivate func startHandshake(_ index: Int, context: TLSClientContext) {
+        let session = plan.options.resume ? sessions[index] : nil
+        switch context.makeConnection(fd: connections[index].fd, session: session) {
+        case .failure(let failure):
+            fail(index, reason: failure.message)
+        case .success(let ssl):
+            connections[index].ssl = ssl
+            connections[index].phase = .handshaking
+            connections[index].interest = Self.readable | Self.writable
+            continueHandshake(index)
+        }
+    }
+
+    /// Advances the handshake; on completion counts it and starts the first request.
+    fileprivate func continueHandshake(_ index: Int) {
+        guard let ssl = connections[index].ssl else { return }
+        ERR_clear_error()
+        let status = SSL_connect(ssl)
+        guard status == 1 else {
+            switch SSL_get_error(ssl, status) {
+            case SSL_ERROR_WANT_READ: setInterest(index, Self.readable)
+            case SSL_ERROR_WANT_WRITE: setInterest(index, Self.readable | Self.writable)
+            default: fail(index, reason: describeTLSFailure(ssl, result: status, during: "handshake"))
+            }
+            return
+        }
+        let now = monotonicNanoseconds()
+        lastProgress = now
+        if isMeasuring(now) {
+            result.handshakes += 1
+            if SSL_session_reused(ssl) == 1 { result.resumedHandshakes += 1 }
+        }
+        setInterest(index, Self.readable)
+        startRequest(index)
+    }
+
+    fileprivate func setInterest(_ index: Int, _ interest: UInt32) {
+        guard connections[index].interest != interest else { return }
+        connections[index].interest = interest
+        _ = mc_epoll_ctl_mod(epoll, connections[index].fd, interest, UInt64(index))
+    }
+
+    /// Writes what is left of the request through SSL_write until it is sent or OpenSSL must wait.
+    fileprivate func writeTLSRequest(_ index: Int) {
+        guard let ssl = connections[index].ssl else { return }
+        let request = connections[index].request
+        let total = plan.workload.requests[request].count
+        while connections[index].sendOffset < total {
+            let offset = connections[index].sendOffset
+            ERR_clear_error()
+            let written = plan.workload.requests[request].withUnsafeBytes { bytes in
+                SSL_write(ssl, bytes.baseAddress! + offset, Int32(clamping: total - offset))
+            }
+            if written > 0 {
+                connections[index].sendOffset += Int(written)
+                continue
+            }
+            switch SSL_get_error(ssl, written) {
+            case SSL_ERROR_WANT_WRITE: setInterest(index, Self.readable | Self.writable)
+            case SSL_ERROR_WANT_READ: setInterest(index, Self.readable)
+            default: fail(index, reason: describeTLSFailure(ssl, result: written, during: "write"))
+            }
+            return
+        }
+        connections[index].sendOffset = 0
+        connections[index].writePending = false
+        setInterest(index, Self.readable)
+    }
+
+    /// Reads records until the reply is complete or OpenSSL needs more bytes from the socket.
+    /// It reads on after a record, because OpenSSL may hold decrypted data that epoll never reports.
+    fileprivate func readTLSReply(_ index: Int) {
+        guard let ssl = connections[index].ssl else { return }
+        while true {
+            ERR_clear_error()
+            let received = scratch.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32(clamping: $0.count)) }
+            if received <= 0 {
+                switch SSL_get_error(ssl, received) {
+                case SSL_ERROR_WANT_READ: setInterest(index, Self.readable)
+                case SSL_ERROR_WANT_WRITE: setInterest(index, Self.readable | Self.writable)
+                default: fail(index, reason: describeTLSFailure(ssl, result: received, during: "read"))
+                }
+                return
+            }
+            connections[index].inbox.append(contentsOf: scratch[..<Int(received)])
+            let outcome = connections[index].inbox.withUnsafeBytes {
+                ReplyFraming.find(plan.options.wireProtocol, in: $0)
+            }
+            switch outcome {
+            case .incomplete:
+                continue
+            case .malformed:
+                fail(index, reason: "malformed reply")
+                return
+            case .reply(let text, let consumed):
+                if consumed != connections[index].inbox.count || SSL_pending(ssl) > 0 {
+                    fail(index, reason: "bytes after the reply, with one request in flight")
+                    return
+                }
+                complete(index, text: text)
+                connections[index].inbox.removeAll(keepingCapacity: true)
+                nextStep(index)
+                return
+            }
+        }
     }
 }

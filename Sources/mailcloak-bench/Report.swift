@@ -22,6 +22,9 @@ struct Report {
             total.mismatchSamples += result.mismatchSamples
             total.lastReply = max(total.lastReply, result.lastReply)
             if let stalledAt = result.stalledAt { total.stalledAt = max(total.stalledAt ?? 0, stalledAt) }
+            total.connections += result.connections
+            total.handshakes += result.handshakes
+            total.resumedHandshakes += result.resumedHandshakes
         }
         switch options.stop {
         case .duration(let seconds):
@@ -41,6 +44,9 @@ struct Report {
             "measured \(format(elapsed)) s  replies \(total.completed)  failed requests \(total.failed)")
         let rate = elapsed > 0 ? Double(total.completed) / elapsed : 0
         lines.append("throughput \(Int(rate.rounded())) requests/s")
+        if options.newConnectionPerRequest || options.tls != nil {
+            lines.append(connectionLine)
+        }
 
         let latencies = total.latencies
         lines.append(
@@ -73,6 +79,18 @@ struct Report {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Connects and TLS handshakes in the measured time; printed with --tls or --new-connection-per-request.
+    private var connectionLine: String {
+        func perSecond(_ count: Int) -> Int { elapsed > 0 ? Int((Double(count) / elapsed).rounded()) : 0 }
+        var line = "connections \(total.connections) (\(perSecond(total.connections))/s)"
+        if options.tls != nil {
+            line += "  TLS handshakes \(total.handshakes) (\(perSecond(total.handshakes))/s)"
+                + "  resumed \(total.resumedHandshakes) (\(perSecond(total.resumedHandshakes))/s)"
+        }
+        if options.newConnectionPerRequest { line += "  latency below runs from connect to reply" }
+        return line
     }
 
     /// Exit status: 1 when a reply differed from the expect file or no reply arrived, else 0.

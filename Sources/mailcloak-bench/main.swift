@@ -2,7 +2,9 @@
 // Each connection keeps one request outstanding, as a Postfix process does,
 // and requests go round-robin over a file. It reports throughput, latency
 // percentiles and a count of each distinct reply, and with --expect-file
-// checks every reply. The usage text in BenchOptions.swift lists the options.
+// checks every reply. With --tls every connection runs mutual TLS, and with
+// --new-connection-per-request it measures connects and handshakes per second.
+// The usage text in BenchOptions.swift lists the options.
 
 import Synchronization
 #if canImport(Glibc)
@@ -62,6 +64,16 @@ case .success(let resolved): address = resolved
 case .failure(let error): exitWithUsage(error)
 }
 
+var tlsContext: TLSClientContext?
+if let files = options.tls {
+    switch TLSClientContext.load(files) {
+    case .success(let loaded): tlsContext = loaded
+    case .failure(let error):
+        writeError("mailcloak-bench: \(error.message)")
+        exit(2)
+    }
+}
+
 let start = monotonicNanoseconds()
 let measureStart = start + UInt64(options.warmup * 1e9)
 let sink = ResultSink()
@@ -75,7 +87,7 @@ for index in 0..<options.threads {
     let plan = WorkerPlan(
         index: index, threadCount: options.threads,
         connectionCount: options.connections / options.threads + (index < options.connections % options.threads ? 1 : 0),
-        options: options, workload: workload, address: address, measureStart: measureStart, requestQuota: quota)
+        options: options, workload: workload, address: address, tls: tlsContext, measureStart: measureStart, requestQuota: quota)
     threads.append(startThread {
         let result = LoadWorker(plan: plan).run()
         sink.results.withLock { $0.append(result) }
