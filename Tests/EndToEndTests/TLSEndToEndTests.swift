@@ -184,3 +184,196 @@ struct TLSEndToEnd {
         #expect(restored)
     }
 }
+
+// MARK: - Rejected clients while a good client keeps getting replies
+
+/// Clients that the listener must reject. Each test first opens a connection
+/// through node mx1's stunnel and gets a reply on it, then runs the bad
+/// client, then sends another request on the same connection: a rejected
+/// client must neither stall nor drop the others.
+extension TLSEndToEnd {
+    static let aliasRequest = netstring("alias sales@example.com")
+    static let aliasReply = netstring("OK alice@example.com")
+    static let policyRequest = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=alice@example.com\n\n"
+
+    /// Opens a connection through mx1's stunnel and checks that it gets a reply.
+    static func openGoodConnection(_ stack: TLSStack) throws -> PlainSocket {
+        let socket = try #require(PlainSocket(port: stack.mx1Port))
+        let first = socket.exchange(aliasRequest, until: ",")
+        try #require(first == aliasReply)
+        return socket
+    }
+
+    /// s_client options after `-connect`: it verifies the server as stunnel
+    /// does, prints only the bytes the server sends, and exits when its input ends.
+    static func sClientArguments(_ stack: TLSStack, certificate: String, key: String) -> [String] {
+        [
+            "-CAfile", stack.certificates.path + "/ca-bundle-overlap.crt", "-verify_return_error",
+            "-verify_hostname", "mailcloak.test", "-cert", certificate, "-key", key, "-quiet", "-no_ign_eof",
+        ]
+    }
+
+    /// Runs s_client with a client certificate that the handshake must reject,
+    /// keeping its input open until it exits, so it reports the server's alert.
+    static func runRejectedClient(_ stack: TLSStack, certificate: String, key: String) throws -> SClientResult {
+        let client = try SClientSession(
+            port: stack.tlsPort, arguments: sClientArguments(stack, certificate: certificate, key: key),
+            scratch: stack.directory)
+        return client.waitForExit()
+    }
+
+    @Test func foreignCAClientIsRejected() throws {
+        let stack = try TLSStack.require()
+        let foreign = try ForeignClientCertificate.make(in: stack.directory.appendingPathComponent("foreign-ca"))
+        let good = try Self.openGoodConnection(stack)
+        let mark = stack.logMark()
+
+        let result = try Self.runRejectedClient(stack, certificate: foreign.certificate.path, key: foreign.key.path)
+        let failure = stack.waitForEvent(after: mark, matching: ["event": "TLS handshake failed", "listener": "mtls"])
+        let closed = stack.waitForClosedEvent(after: mark, of: failure)
+        let reply = good.exchange(Self.aliasRequest, until: ",")
+
+        #expect(failure?["level"] == "warning")
+        #expect(failure?["reason"] == "client certificate rejected: unable to get local issuer certificate")
+        #expect(closed?["reason"] == "tls_handshake_failed")
+        #expect(result.status == 1)
+        #expect(result.standardOutput == "")
+        #expect(result.errorReasons == ["tlsv1 alert unknown ca"])
+        #expect(reply == Self.aliasReply)
+    }
+
+    @Test func expiredClientIsRejected() throws {
+        let stack = try TLSStack.require()
+        let good = try Self.openGoodConnection(stack)
+        let mark = stack.logMark()
+
+        let result = try Self.runRejectedClient(
+            stack, certificate: stack.certificates.path + "/client-expired.crt",
+            key: stack.certificates.path + "/client-expired.key")
+        let failure = stack.waitForEvent(after: mark, matching: ["event": "TLS handshake failed", "listener": "mtls"])
+        let closed = stack.waitForClosedEvent(after: mark, of: failure)
+        let reply = good.exchange(Self.aliasRequest, until: ",")
+
+        #expect(failure?["level"] == "warning")
+        #expect(failure?["reason"] == "client certificate rejected: certificate has expired")
+        #expect(closed?["reason"] == "tls_handshake_failed")
+        #expect(result.status == 1)
+        #expect(result.standardOutput == "")
+        #expect(result.errorReasons == ["sslv3 alert certificate expired"])
+        #expect(reply == Self.aliasReply)
+    }
+
+    /// mx2 has a valid certificate but only the alias map: its policy request
+    /// and a lookup in another map get the access-denied replies, and the
+    /// connections stay open until s_client ends them.
+    @Test func nodeWithoutGrantDeniedOverTLS() throws {
+        let stack = try TLSStack.require()
+        let arguments = Self.sClientArguments(
+            stack, certificate: stack.certificates.path + "/client-mx2.crt",
+            key: stack.certificates.path + "/client-mx2.key")
+        let identity = "cn:mx2,dns:mx2,uri:spiffe://mail.example/node/mx2"
+        let good = try Self.openGoodConnection(stack)
+        let mark = stack.logMark()
+
+        // A connection speaks one protocol, so each request gets its own s_client.
+        let policyClient = try SClientSession(port: stack.tlsPort, arguments: arguments, scratch: stack.directory)
+        policyClient.send(Self.policyRequest)
+        _ = policyClient.read(until: "\n\n")
+        let policy = policyClient.finish()
+        let mapClient = try SClientSession(port: stack.tlsPort, arguments: arguments, scratch: stack.directory)
+        mapClient.send(netstring("domain example.com"))
+        _ = mapClient.read(until: ",")
+        let map = mapClient.finish()
+        let policyDenied = stack.waitForEvent(after: mark, matching: ["event": "access denied", "service": "policy"])
+        let mapDenied = stack.waitForEvent(after: mark, matching: ["event": "access denied", "service": "socketmap"])
+        let reply = good.exchange(Self.aliasRequest, until: ",")
+
+        #expect(policy.standardOutput == "action=451 4.7.0 Policy service access denied for this client\n\n")
+        #expect(policy.status == 0)
+        #expect(map.standardOutput == netstring("PERM client not authorized for map domain"))
+        #expect(map.status == 0)
+        #expect(policyDenied?["level"] == "warning")
+        #expect(policyDenied?["user"] == identity)
+        #expect(mapDenied?["map"] == "domain")
+        #expect(mapDenied?["user"] == identity)
+        #expect(reply == Self.aliasReply)
+    }
+
+    @Test func plainTextOnTLSPortIsClosed() throws {
+        let stack = try TLSStack.require()
+        let good = try Self.openGoodConnection(stack)
+        let plain = try #require(RawSocket(port: stack.tlsPort))
+        let mark = stack.logMark()
+
+        let sent = plain.send(Array(Self.policyRequest.utf8))
+        let ending = plain.waitForClose(timeout: 10)
+        let failure = stack.waitForEvent(after: mark, matching: ["event": "TLS handshake failed", "peer": plain.peer])
+        let closed = stack.waitForClosedEvent(after: mark, of: failure)
+        let reply = good.exchange(Self.aliasRequest, until: ",")
+
+        #expect(sent)
+        #expect(ending == .closed(received: []))
+        #expect(failure?["level"] == "warning")
+        #expect(failure?["reason"] == "error:0A00010B:SSL routines::wrong version number")
+        #expect(closed?["reason"] == "tls_handshake_failed")
+        #expect(reply == Self.aliasReply)
+    }
+
+    /// A client that sends four bytes of a TLS record header and then nothing
+    /// is closed at the listener's handshake_timeout (2 s here).
+    @Test func stalledHandshakeTimesOut() throws {
+        let stack = try TLSStack.require()
+        let good = try Self.openGoodConnection(stack)
+        let stalled = try #require(RawSocket(port: stack.tlsPort))
+        let mark = stack.logMark()
+
+        let sent = stalled.send([0x16, 0x03, 0x01, 0x00])
+        let whileStalled = good.exchange(Self.aliasRequest, until: ",")
+        let ending = stalled.waitForClose(timeout: 10)
+        let timedOut = stack.waitForEvent(
+            after: mark, matching: ["event": "TLS handshake timed out", "peer": stalled.peer])
+        let closed = stack.waitForClosedEvent(after: mark, of: timedOut)
+        let afterClose = good.exchange(Self.aliasRequest, until: ",")
+
+        #expect(sent)
+        #expect(whileStalled == Self.aliasReply)
+        #expect(ending == .closed(received: []))
+        #expect(timedOut?["level"] == "warning")
+        #expect(timedOut?["listener"] == "mtls")
+        #expect(closed?["reason"] == "tls_handshake_timeout")
+        #expect(afterClose == Self.aliasReply)
+    }
+
+    /// A client that keeps sending one byte of its ClientHello every half
+    /// second never finishes it: the handshake deadline counts from the
+    /// connect, so activity does not extend it.
+    @Test func tricklingHandshakeTimesOut() throws {
+        let stack = try TLSStack.require()
+        let good = try Self.openGoodConnection(stack)
+        let trickling = try #require(RawSocket(port: stack.tlsPort))
+        let mark = stack.logMark()
+        // A handshake record header that announces 512 bytes, then the start of a ClientHello.
+        let bytes: [UInt8] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03]
+            + Array(repeating: 0x41, count: 32)
+
+        var ending = RawSocketEnding.stillOpen(received: [])
+        var replies: [String?] = []
+        for byte in bytes {
+            guard trickling.send([byte]) else {
+                // The server already closed the connection; collect how it ended.
+                ending = trickling.waitForClose(timeout: 10)
+                break
+            }
+            replies.append(good.exchange(Self.aliasRequest, until: ","))
+            ending = trickling.waitForClose(timeout: 0.5)
+            if case .closed = ending { break }
+        }
+        let timedOut = stack.waitForEvent(
+            after: mark, matching: ["event": "TLS handshake timed out", "peer": trickling.peer])
+
+        #expect(ending == .closed(received: []))
+        #expect(timedOut?["level"] == "warning")
+        #expect(!replies.isEmpty)
+        #expect(replies.filter { $0 != Self.aliasReply }.isEmpty)
+    }
+}
