@@ -84,7 +84,7 @@ struct Report {
     /// Connects and TLS handshakes in the measured time; printed with --tls or --new-connection-per-request.
     private var connectionLine: String {
         func perSecond(_ count: Int) -> Int { elapsed > 0 ? Int((Double(count) / elapsed).rounded()) : 0 }
-        var line = "connections \(total.connections) (\(perSecond(total.connections))/s)"
+        var line = "while measuring: connections \(total.connections) (\(perSecond(total.connections))/s)"
         if options.tls != nil {
             line += "  TLS handshakes \(total.handshakes) (\(perSecond(total.handshakes))/s)"
                 + "  resumed \(total.resumedHandshakes) (\(perSecond(total.resumedHandshakes))/s)"
