@@ -382,15 +382,19 @@ extension TLSStack {
     func waitForEvent(after mark: Int, matching: [String: String], timeout: Double = 10) -> LogEvent? {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
-            let text = String(decoding: Array(log().utf8.dropFirst(mark)), as: UTF8.self)
-            // The last piece is an unfinished line unless the text ends with a newline.
-            for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-                let event = LogEvent(line: line)
-                if matching.allSatisfy({ event[$0.key] == $0.value }) { return event }
-            }
+            if let event = events(after: mark, matching: matching).first { return event }
             Thread.sleep(forTimeInterval: 0.05)
         } while Date() < deadline
         return nil
+    }
+
+    /// Lists the complete log lines written after `mark` whose fields include every pair of `matching`.
+    func events(after mark: Int, matching: [String: String]) -> [LogEvent] {
+        let text = String(decoding: Array(log().utf8.dropFirst(mark)), as: UTF8.self)
+        // The last piece is an unfinished line unless the text ends with a newline.
+        return text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            .map { LogEvent(line: $0) }
+            .filter { event in matching.allSatisfy { event[$0.key] == $0.value } }
     }
 
     /// Waits for the `connection closed` event of the connection that `event` names (its `conn.id`).

@@ -263,39 +263,50 @@ extension TLSEndToEnd {
         #expect(reply == Self.aliasReply)
     }
 
-    /// mx2 has a valid certificate but only the alias map: its policy request
-    /// and a lookup in another map get the access-denied replies, and the
-    /// connections stay open until s_client ends them.
+    /// mx2 has a valid certificate but only the alias map. Its policy requests
+    /// and its lookups in another map get the access-denied replies, each
+    /// connection stays open for the next request, and each denial is logged
+    /// once per connection.
     @Test func nodeWithoutGrantDeniedOverTLS() throws {
         let stack = try TLSStack.require()
         let arguments = Self.sClientArguments(
             stack, certificate: stack.certificates.path + "/client-mx2.crt",
             key: stack.certificates.path + "/client-mx2.key")
         let identity = "cn:mx2,dns:mx2,uri:spiffe://mail.example/node/mx2"
+        let policyDenial = "action=451 4.7.0 Policy service access denied for this client\n\n"
+        let mapDenial = netstring("PERM client not authorized for map domain")
         let good = try Self.openGoodConnection(stack)
         let mark = stack.logMark()
 
-        // A connection speaks one protocol, so each request gets its own s_client.
+        // A connection speaks one protocol, so each protocol gets its own s_client.
         let policyClient = try SClientSession(port: stack.tlsPort, arguments: arguments, scratch: stack.directory)
         policyClient.send(Self.policyRequest)
-        _ = policyClient.read(until: "\n\n")
+        _ = policyClient.read(until: policyDenial)
+        policyClient.send(Self.policyRequest)
+        _ = policyClient.read(until: policyDenial + policyDenial)
         let policy = policyClient.finish()
         let mapClient = try SClientSession(port: stack.tlsPort, arguments: arguments, scratch: stack.directory)
         mapClient.send(netstring("domain example.com"))
-        _ = mapClient.read(until: ",")
+        _ = mapClient.read(until: mapDenial)
+        mapClient.send(Self.aliasRequest)
+        _ = mapClient.read(until: mapDenial + Self.aliasReply)
+        mapClient.send(netstring("domain example.com"))
+        _ = mapClient.read(until: mapDenial + Self.aliasReply + mapDenial)
         let map = mapClient.finish()
         let policyDenied = stack.waitForEvent(after: mark, matching: ["event": "access denied", "service": "policy"])
         let mapDenied = stack.waitForEvent(after: mark, matching: ["event": "access denied", "service": "socketmap"])
+        let denials = stack.events(after: mark, matching: ["event": "access denied"])
         let reply = good.exchange(Self.aliasRequest, until: ",")
 
-        #expect(policy.standardOutput == "action=451 4.7.0 Policy service access denied for this client\n\n")
+        #expect(policy.standardOutput == policyDenial + policyDenial)
         #expect(policy.status == 0)
-        #expect(map.standardOutput == netstring("PERM client not authorized for map domain"))
+        #expect(map.standardOutput == mapDenial + Self.aliasReply + mapDenial)
         #expect(map.status == 0)
         #expect(policyDenied?["level"] == "warning")
         #expect(policyDenied?["user"] == identity)
         #expect(mapDenied?["map"] == "domain")
         #expect(mapDenied?["user"] == identity)
+        #expect(denials.count == 2)
         #expect(reply == Self.aliasReply)
     }
 
