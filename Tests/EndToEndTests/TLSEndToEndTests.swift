@@ -330,28 +330,30 @@ extension TLSEndToEnd {
         #expect(reply == Self.aliasReply)
     }
 
-    /// A client that sends four bytes of a TLS record header and then nothing
-    /// is closed at the listener's handshake_timeout (2 s here).
+    /// Clients that send four bytes of a TLS record header and then nothing
+    /// are closed at the listener's handshake_timeout (2 s here). Four of them
+    /// make it likely that one shares a reactor thread with the good connection.
     @Test func stalledHandshakeTimesOut() throws {
         let stack = try TLSStack.require()
         let good = try Self.openGoodConnection(stack)
-        let stalled = try #require(RawSocket(port: stack.tlsPort))
+        let stalled = try (0..<4).map { _ in try #require(RawSocket(port: stack.tlsPort)) }
         let mark = stack.logMark()
 
-        let sent = stalled.send([0x16, 0x03, 0x01, 0x00])
+        let sent = stalled.map { $0.send([0x16, 0x03, 0x01, 0x00]) }
         let whileStalled = good.exchange(Self.aliasRequest, until: ",")
-        let ending = stalled.waitForClose(timeout: 10)
-        let timedOut = stack.waitForEvent(
-            after: mark, matching: ["event": "TLS handshake timed out", "peer": stalled.peer])
-        let closed = stack.waitForClosedEvent(after: mark, of: timedOut)
+        let endings = stalled.map { $0.waitForClose(timeout: 10) }
+        let timedOut = stalled.map { socket in
+            stack.waitForEvent(after: mark, matching: ["event": "TLS handshake timed out", "peer": socket.peer])
+        }
+        let closeReasons = timedOut.map { stack.waitForClosedEvent(after: mark, of: $0)?["reason"] }
         let afterClose = good.exchange(Self.aliasRequest, until: ",")
 
-        #expect(sent)
+        #expect(sent == [true, true, true, true])
         #expect(whileStalled == Self.aliasReply)
-        #expect(ending == .closed(received: []))
-        #expect(timedOut?["level"] == "warning")
-        #expect(timedOut?["listener"] == "mtls")
-        #expect(closed?["reason"] == "tls_handshake_timeout")
+        #expect(endings == Array(repeating: .closed(received: []), count: 4))
+        #expect(timedOut.map { $0?["level"] } == ["warning", "warning", "warning", "warning"])
+        #expect(timedOut.map { $0?["listener"] } == ["mtls", "mtls", "mtls", "mtls"])
+        #expect(closeReasons == Array(repeating: "tls_handshake_timeout", count: 4))
         #expect(afterClose == Self.aliasReply)
     }
 
