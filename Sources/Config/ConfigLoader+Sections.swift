@@ -18,6 +18,7 @@ extension ConfigLoader {
             "socketmap_max_request_size", into: &server.socketmapMaxRequestSize, range: 1024...1_048_576)
         try section.readDuration("idle_timeout", into: &server.idleTimeout, range: 1...86_400)
         try section.readDuration("io_timeout", into: &server.ioTimeout, range: 0.1...3600)
+        try readServerLimits(section, into: &server.limits)
 
         // A request holding one line of the maximum length needs that line, its newline and the blank line.
         if server.policyMaxRequestSize < server.policyMaxLineLength + 2 {

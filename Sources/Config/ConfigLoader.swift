@@ -31,7 +31,7 @@ public enum ConfigLoader {
                 "reactor_threads", "worker_threads", "worker_queue_limit", "policy_max_line_length",
                 "policy_max_attributes", "policy_max_request_size", "socketmap_max_request_size", "idle_timeout",
                 "io_timeout",
-            ]
+            ] + serverLimitKeys
         ),
         (
             "policy",

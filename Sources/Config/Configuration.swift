@@ -112,6 +112,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// A request must arrive whole within this time once its first byte is read,
     /// and a reply must be written within it.
     public var ioTimeout: Seconds = 30
+    /// Connection limits and the shutdown drain (Configuration+Limits.swift).
+    public var limits = ServerLimitsConfig()
 
     public init() {}
 }
