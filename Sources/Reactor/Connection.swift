@@ -61,6 +61,8 @@ public final class Connection {
     /// The services this connection may use, decided once when it was set up.
     public internal(set) var grant: AccessGrant = .everything
     var phase: ConnectionPhase = .ready
+    /// The TCP peer address counted by the connection limits; nil for a UNIX socket peer.
+    var admissionSource: [UInt8]?
     /// Monotonic time by which the PROXY header and handshake must be done.
     var setupDeadline: Double?
     var proxyBuffer: [UInt8] = []
@@ -106,6 +108,12 @@ public final class Connection {
 
     /// The number of bytes read and not yet consumed.
     public var bufferedInputCount: Int { input.count - inputStart }
+
+    /// Whether the connection has no request in progress, no reply awaited from a worker,
+    /// and no output queued.
+    var hasNothingPending: Bool {
+        !isReadingPaused && bufferedInputCount == 0 && output.count == outputStart
+    }
 
     /// Calls `body` with the unconsumed input; `body` returns how many bytes it consumed.
     public func withInput(_ body: (UnsafeRawBufferPointer) -> Int) {

@@ -26,13 +26,20 @@ public struct ConnectionLimits: Sendable {
     public var maxBufferedInput: Int
     /// Bytes queued for a slow reader, at most; past it the connection closes.
     public var maxBufferedOutput: Int
+    /// Maximum open connections across the group's loops.
+    public var maxConnections: Int
+    /// Maximum open connections from one IP address. UNIX socket peers are exempt.
+    public var maxConnectionsPerSource: Int
 
     public init(idleTimeout: Double, ioTimeout: Double, maxBufferedInput: Int = 256 * 1024,
-                maxBufferedOutput: Int = 1024 * 1024) {
+                maxBufferedOutput: Int = 1024 * 1024, maxConnections: Int = 10000,
+                maxConnectionsPerSource: Int = 1000) {
         self.idleTimeout = idleTimeout
         self.ioTimeout = ioTimeout
         self.maxBufferedInput = maxBufferedInput
         self.maxBufferedOutput = maxBufferedOutput
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerSource = maxConnectionsPerSource
     }
 }
 
@@ -52,12 +59,15 @@ public final class EventLoop: @unchecked Sendable {
     let limits: ConnectionLimits
     let factory: any ConnectionHandlerFactory
     let logger: Logger
+    let admission: ConnectionAdmission
     private let pending = Mutex<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
     private let connectionCount = Atomic<Int>(0)
 
     var listeners: [ListeningSocket] = []
-    private var pausedListeners: Set<Int> = []
+    private var acceptBackoff: [Int: AcceptBackoff] = [:]
+    /// Set by `beginDrain()`: listeners are removed and connections close once idle.
+    private var isDraining = false
     var connections: [ConnectionID: Connection] = [:]
     private var readableQueue: [Connection] = []
     private var scratch = [UInt8](repeating: 0, count: 65536)
@@ -65,13 +75,14 @@ public final class EventLoop: @unchecked Sendable {
     private var lastSweep: Double = monotonicSeconds()
     private var threadID: pthread_t?
 
-    init(index: Int, limits: ConnectionLimits, factory: any ConnectionHandlerFactory, logger: Logger)
-        throws(ReactorError)
+    init(index: Int, limits: ConnectionLimits, factory: any ConnectionHandlerFactory, logger: Logger,
+         admission: ConnectionAdmission) throws(ReactorError)
     {
         self.index = index
         self.limits = limits
         self.factory = factory
         self.logger = logger
+        self.admission = admission
         selector = try EpollSelector()
         wakeDescriptor = mc_eventfd()
         guard wakeDescriptor >= 0 else { throw .systemCall("eventfd", errno) }
@@ -112,15 +123,50 @@ public final class EventLoop: @unchecked Sendable {
         _ = mc_eventfd_signal(wakeDescriptor)
     }
 
+    /// Stops accepting on this loop and closes each connection once it has no request
+    /// in progress and no reply waiting to be written. Callable from any thread.
+    func beginDrain() {
+        execute { [self] in
+            guard !isDraining else { return }
+            isDraining = true
+            for listener in listeners {
+                selector.remove(listener.descriptor)
+            }
+            acceptBackoff.removeAll()
+            closeFinishedConnections()
+        }
+    }
+
+    /// While draining, closes every connection that has nothing left to answer or write.
+    /// A connection still in its PROXY header or TLS handshake has sent no request, so it closes too.
+    private func closeFinishedConnections() {
+        for connection in Array(connections.values) {
+            guard connection.phase == .ready else {
+                close(connection, reason: .shutdown)
+                continue
+            }
+            guard connection.hasNothingPending else { continue }
+            // A request may wait in the socket buffer, unseen by epoll yet: read it before closing.
+            if !connection.inputClosed {
+                readAvailable(connection)
+            }
+            if !connection.isClosed, connection.hasNothingPending {
+                close(connection, reason: .shutdown)
+            }
+        }
+    }
+
     /// Runs the loop until `requestStop()`; then closes every connection.
     func run() {
         threadID = pthread_self()
         while !stopRequested.load(ordering: .relaxed) {
-            selector.wait(timeoutMilliseconds: 250) { token, events in
+            selector.wait(timeoutMilliseconds: waitTimeoutMilliseconds()) { token, events in
                 handle(token: token, events: events)
             }
             now = monotonicSeconds()
             drainReadableQueue()
+            resumeListeners()
+            if isDraining { closeFinishedConnections() }
             if now - lastSweep >= 0.25 {
                 sweep()
                 lastSweep = now
@@ -176,29 +222,70 @@ public final class EventLoop: @unchecked Sendable {
                 }
             }
             if fd < 0 {
-                handleAcceptError(errno, listenerIndex: listenerIndex)
+                let code = errno
+                if code == ECONNABORTED || code == EPROTO { continue }
+                handleAcceptError(code, listenerIndex: listenerIndex)
                 return
             }
+            acceptSucceeded(listenerIndex: listenerIndex)
             let peer = listener.info.isUnix ? "unix" : describePeer(storage)
+            let address = listener.info.isUnix ? nil : addressBytes(storage)
+            if let rejection = admission.admit(source: address) {
+                Glibc.close(fd)
+                admission.logRejection(rejection, peer: peer, listener: listener.info.name, now: now, logger: logger)
+                continue
+            }
             if !listener.info.isUnix { setNoDelay(fd) }
-            register(fd: fd, peer: peer, address: listener.info.isUnix ? nil : addressBytes(storage), listener: listener)
+            register(fd: fd, peer: peer, address: address, listener: listener)
         }
     }
 
+    /// Pauses a listener after an accept error such as EMFILE, ENFILE, ENOBUFS or ENOMEM,
+    /// because the level-triggered listener would otherwise report the waiting connection
+    /// again at once. The pause doubles from 10 ms to 1 s while the errors go on.
     private func handleAcceptError(_ code: Int32, listenerIndex: Int) {
-        switch code {
-        case EAGAIN, EINTR, ECONNABORTED, EPROTO:
-            return
-        default:
-            // Out of descriptors or memory: stop accepting on this loop until the
-            // next sweep, or the level-triggered listener would spin.
+        guard code != EAGAIN, code != EINTR, !isDraining else { return }
+        var backoff = acceptBackoff[listenerIndex] ?? AcceptBackoff()
+        backoff.failures += 1
+        backoff.delay = backoff.delay == 0 ? AcceptBackoff.minimumDelay : min(backoff.delay * 2, AcceptBackoff.maximumDelay)
+        backoff.resumeAt = now + backoff.delay
+        if backoff.failures == 1 {
             logger.warning("accept failed, pausing listener", [
                 (.listener, listeners[listenerIndex].info.name), (.errno, String(code)),
-                (.error, String(cString: strerror(code))),
+                (.error, String(cString: strerror(code))), (.delay, String(Int(backoff.delay * 1000))),
             ])
-            selector.remove(listeners[listenerIndex].descriptor)
-            pausedListeners.insert(listenerIndex)
         }
+        if !backoff.isPaused {
+            selector.remove(listeners[listenerIndex].descriptor)
+            backoff.isPaused = true
+        }
+        acceptBackoff[listenerIndex] = backoff
+    }
+
+    /// Ends an accept error burst on the listener and logs how many errors it had.
+    private func acceptSucceeded(listenerIndex: Int) {
+        guard let backoff = acceptBackoff.removeValue(forKey: listenerIndex) else { return }
+        logger.notice("accepting again after accept errors", [
+            (.listener, listeners[listenerIndex].info.name), (.count, String(backoff.failures)),
+        ])
+    }
+
+    /// Puts paused listeners whose pause has ended back into the selector.
+    private func resumeListeners() {
+        guard !isDraining else { return }
+        for (index, backoff) in acceptBackoff where backoff.isPaused && backoff.resumeAt <= now {
+            try? selector.add(listeners[index].descriptor, interest: .accept, token: UInt64(index + 1), exclusive: true)
+            acceptBackoff[index]?.isPaused = false
+        }
+    }
+
+    /// Milliseconds until the next sweep or the end of the earliest listener pause.
+    private func waitTimeoutMilliseconds() -> Int32 {
+        var wait = 0.25
+        for backoff in acceptBackoff.values where backoff.isPaused {
+            wait = min(wait, max(backoff.resumeAt - monotonicSeconds(), 0))
+        }
+        return Int32((wait * 1000).rounded(.up))
     }
 
     private func register(fd: Int32, peer: String, address: [UInt8]?, listener socket: ListeningSocket) {
@@ -211,6 +298,7 @@ public final class EventLoop: @unchecked Sendable {
             guard let tls = TLSTransport(context: context, fileDescriptor: fd) else {
                 logger.error("TLS connection setup failed", [(.peer, peer), (.error, openSSLErrors())])
                 Glibc.close(fd)
+                admission.release(source: address)
                 return
             }
             transport = tls
@@ -225,12 +313,14 @@ public final class EventLoop: @unchecked Sendable {
         let connection = Connection(
             id: id, peer: peer, listener: listener, transport: transport, loop: self, now: now, peerAddress: address,
             security: security)
+        connection.admissionSource = address
         connection.phase = phase
         do {
             try selector.add(fd, interest: .read, token: id)
         } catch {
             logger.error("connection registration failed", [(.peer, peer), (.error, String(describing: error))])
             connection.transport.close()
+            admission.release(source: address)
             return
         }
         connections[id] = connection
@@ -414,10 +504,6 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func sweep() {
-        for index in pausedListeners {
-            try? selector.add(listeners[index].descriptor, interest: .accept, token: UInt64(index + 1), exclusive: true)
-        }
-        pausedListeners.removeAll()
         var expired: [(Connection, CloseReason)] = []
         for connection in connections.values {
             if let deadline = connection.setupDeadline, now > deadline {
@@ -448,11 +534,26 @@ public final class EventLoop: @unchecked Sendable {
         connection.transport.close()
         connections[connection.id] = nil
         connectionCount.subtract(1, ordering: .relaxed)
+        admission.release(source: connection.admissionSource)
         logger.debug("connection closed", [(.connection, String(connection.id)), (.reason, reason.rawValue)])
         let handler = connection.handler
         connection.handler = nil
         handler?.connectionClosed(connection, reason: reason)
     }
+}
+
+/// The pause of one listener after accept errors.
+private struct AcceptBackoff {
+    static let minimumDelay = 0.01
+    static let maximumDelay = 1.0
+    /// Accept errors since the last accepted connection.
+    var failures = 0
+    /// The current pause in seconds; 0 before the first error.
+    var delay = 0.0
+    /// Monotonic time at which the listener goes back into the selector.
+    var resumeAt = 0.0
+    /// Whether the listener is out of the selector now.
+    var isPaused = false
 }
 
 /// Seconds on the monotonic clock.

@@ -9,6 +9,8 @@ import Glibc
 public final class ServerLoopGroup: Sendable {
     public let loops: [EventLoop]
     public let listeners: [ListeningSocket]
+    /// The connection limits shared by every loop, with the count of connections they rejected.
+    public let admission: ConnectionAdmission
     private let threads = ThreadList()
 
     /// Creates `threadCount` loops (0 means one per online core) serving `listeners`.
@@ -17,9 +19,12 @@ public final class ServerLoopGroup: Sendable {
         factory: any ConnectionHandlerFactory, logger: Logger = .shared
     ) throws(ReactorError) {
         let count = threadCount > 0 ? threadCount : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let admission = ConnectionAdmission(
+            maxConnections: limits.maxConnections, maxConnectionsPerSource: limits.maxConnectionsPerSource)
         var loops: [EventLoop] = []
         for index in 0..<count {
-            let loop = try EventLoop(index: index, limits: limits, factory: factory, logger: logger)
+            let loop = try EventLoop(
+                index: index, limits: limits, factory: factory, logger: logger, admission: admission)
             for listener in listeners {
                 try loop.addListener(listener)
             }
@@ -27,6 +32,7 @@ public final class ServerLoopGroup: Sendable {
         }
         self.loops = loops
         self.listeners = listeners
+        self.admission = admission
     }
 
     /// Starts one thread per loop.
@@ -34,6 +40,17 @@ public final class ServerLoopGroup: Sendable {
         for loop in loops {
             threads.append(startThread(name: "mc-loop-\(loop.index)") { loop.run() })
         }
+    }
+
+    /// Stops accepting on every loop, closes idle connections now and the others once their
+    /// current request is answered. Returns at once; `openConnections` reaches 0 when all are closed.
+    public func beginDrain() {
+        for loop in loops { loop.beginDrain() }
+    }
+
+    /// Connections closed at accept because of `reason`, since start; readable from any thread.
+    public func rejectedConnections(_ reason: AdmissionRejection) -> UInt64 {
+        admission.rejectedCount(reason)
     }
 
     /// Stops every loop, closing its connections, and joins the threads.
