@@ -9,6 +9,7 @@ import Model
 import Reactor
 import Resolver
 import Store
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,6 +25,7 @@ public final class MailcloakServer: Sendable {
     let loops: ServerLoopGroup
     let logger: Logger
     let securityWatcher: SecurityWatcher
+    private let drainStarted = Atomic<Bool>(false)
 
     /// Binds every listener and builds every part; nothing runs until `start()`.
     public init(configuration: Configuration, logger: Logger = .shared) throws {
@@ -44,7 +46,9 @@ public final class MailcloakServer: Sendable {
             logger: logger)
         let limits = ConnectionLimits(
             idleTimeout: configuration.server.idleTimeout, ioTimeout: configuration.server.ioTimeout,
-            maxBufferedInput: max(configuration.server.policyMaxRequestSize, 64 * 1024) * 2)
+            maxBufferedInput: max(configuration.server.policyMaxRequestSize, 64 * 1024) * 2,
+            maxConnections: configuration.server.limits.maxConnections,
+            maxConnectionsPerSource: configuration.server.limits.maxConnectionsPerSource)
         loops = try ServerLoopGroup(
             threadCount: configuration.server.reactorThreads, listeners: sockets, limits: limits,
             factory: SessionFactory(context: context), logger: logger)
@@ -121,6 +125,29 @@ public final class MailcloakServer: Sendable {
                 logger.error("identity provider check failed", [(.error, String(describing: error))])
             }
         }
+    }
+
+    /// Whether shutdown has begun: no new connections are accepted. A readiness check reports not ready.
+    public var isDraining: Bool { drainStarted.load(ordering: .relaxed) }
+
+    /// Stops accepting, then waits until every connection has closed after its current request
+    /// was answered, or until `timeout` seconds passed. Returns the connections still open.
+    /// Call ``stop()`` after it to close what is left.
+    @discardableResult
+    public func drain(timeout: Double) -> Int {
+        drainStarted.store(true, ordering: .relaxed)
+        logger.info("draining connections", [(.count, String(loops.openConnections)),
+                                              (.duration, String(Int(timeout * 1000)))])
+        loops.beginDrain()
+        let deadline = Reactor.monotonicSeconds() + timeout
+        while loops.openConnections > 0, Reactor.monotonicSeconds() < deadline {
+            usleep(10_000)
+        }
+        let remaining = loops.openConnections
+        if remaining > 0 {
+            logger.warning("drain timeout passed, closing remaining connections", [(.count, String(remaining))])
+        }
+        return remaining
     }
 
     /// Closes the listeners' connections, lets queued lookups finish, and stops the store.

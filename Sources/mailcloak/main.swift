@@ -120,7 +120,8 @@ func reloadSecurity(_ server: MailcloakServer, path: String) {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT, then drains its connections for up to
+/// `server.drain_timeout` and exits 0. Signals that arrive during the drain wait until it ends.
 func runServe(_ path: String) -> Never {
     let configuration = loadConfiguration(path)
     applyLogSettings(configuration)
@@ -147,6 +148,7 @@ func runServe(_ path: String) -> Never {
             continue
         }
         Logger.shared.info("stopping", [(.reason, received == SIGTERM ? "SIGTERM" : "SIGINT")])
+        server.drain(timeout: configuration.server.limits.drainTimeout)
         server.stop()
         exit(0)
     }
