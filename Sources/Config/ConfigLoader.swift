@@ -15,7 +15,7 @@ import Darwin
 public enum ConfigLoader {
     /// The keys allowed in each mapping, by the mapping's key path; `listeners[]` is any listener.
     static let allowedKeys: [(path: String, keys: [String])] = [
-        ("", ["listeners", "server", "policy", "database", "identity", "log"]),
+        ("", ["listeners", "server", "policy", "database", "identity", "log", "metrics"]),
         ("listeners[]", ["name", "address", "services", "owner", "group", "mode", "tls", "acl", "proxy_protocol_from"]),
         (
             "listeners[].tls",
@@ -70,6 +70,7 @@ public enum ConfigLoader {
             ["base_url", "token", "token_file", "request_timeout", "connect_timeout", "page_size", "ca_file"]
         ),
         ("log", ["level", "format"]),
+        ("metrics", ["enabled", "listen"]),
     ]
 
     /// Every leaf key path the loader accepts, such as `server.io_timeout` or `listeners[].name`.
@@ -108,6 +109,7 @@ public enum ConfigLoader {
         if let node = top.node("database") { configuration.database = try databaseSection(node) }
         if let node = top.node("identity") { configuration.identity = try identitySection(node) }
         if let node = top.node("log") { configuration.log = try logSection(node) }
+        if let node = top.node("metrics") { configuration.metrics = try metricsSection(node) }
         return configuration
     }
 

@@ -13,6 +13,7 @@ public struct Configuration: Sendable, Equatable {
     public var database: DatabaseConfig
     public var identity: IdentityConfig
     public var log: LogConfig
+    public var metrics = MetricsConfig()
 
     public init(
         listeners: [ListenerConfig] = [],

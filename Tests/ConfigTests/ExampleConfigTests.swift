@@ -50,6 +50,7 @@ private let minimalListener = "listeners:\n  - name: local\n    address: \"tcp:1
     #expect(configuration.database == DatabaseConfig())
     #expect(configuration.identity == IdentityConfig())
     #expect(configuration.log == LogConfig())
+    #expect(configuration.metrics == MetricsConfig())
     #expect(configuration.listeners.map(\.unixPermissions) == [UnixSocketPermissions(), UnixSocketPermissions()])
     #expect(configuration.listeners.map(\.services) == [Set(ServiceKind.allCases), Set(ServiceKind.allCases)])
 }
