@@ -146,6 +146,8 @@ public final class MailcloakServer: Sendable {
         let remaining = loops.openConnections
         if remaining > 0 {
             logger.warning("drain timeout passed, closing remaining connections", [(.count, String(remaining))])
+        } else {
+            logger.info("drain finished")
         }
         return remaining
     }

@@ -1,0 +1,229 @@
+// The daemon's server loop under stress, run as `mailcloak serve`: accept
+// errors when the process runs out of file descriptors (set with util-linux
+// prlimit), and the drain on SIGTERM while clients send requests. The daemon
+// gets no reachable database or identity provider, so it replies to every policy
+// request with its temporary failure, which is enough to count replies.
+
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+private let prlimitPath = "/usr/bin/prlimit"
+private let policyRequest = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=alice@example.com\n\n"
+private let tempfailReply = "action=451 4.3.0 Temporary internal error\n\n"
+
+@Suite(.serialized)
+struct ServerLoopEndToEnd {
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: prlimitPath)))
+    func acceptErrorsPauseAndRecover() throws {
+        let daemon = try LoopDaemon.start(name: "fd-limit", prefix: [prlimitPath, "--nofile=64:64"])
+        defer { daemon.kill() }
+        let keeper = try #require(RequestSocket(port: daemon.port))
+        #expect(keeper.exchange(policyRequest) == tempfailReply)
+
+        // More connections than the daemon has descriptors: the kernel queues them, accept fails.
+        var flood: [RequestSocket] = []
+        for _ in 0..<120 {
+            if let socket = RequestSocket(port: daemon.port) { flood.append(socket) }
+        }
+        #expect(daemon.waitForLog("event=\"accept failed, pausing listener\"", "errno=24"))
+        #expect(keeper.exchange(policyRequest) == tempfailReply)
+        // Keep the descriptors used up for a while, so the listener pauses more than once.
+        usleep(300_000)
+        #expect(keeper.exchange(policyRequest) == tempfailReply)
+
+        flood.removeAll()
+        #expect(daemon.waitForLog("event=\"accepting again after accept errors\""))
+        let fresh = try #require(RequestSocket(port: daemon.port))
+        #expect(fresh.exchange(policyRequest) == tempfailReply)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test func sigtermAnswersEveryReceivedRequest() throws {
+        let daemon = try LoopDaemon.start(name: "drain", prefix: [])
+        defer { daemon.kill() }
+        let written = Atomic<Int>(0)
+        let answered = Atomic<Int>(0)
+        let unanswered = Atomic<Int>(0)
+        let clients = 4
+        let finished = Atomic<Int>(0)
+        for _ in 0..<clients {
+            let port = daemon.port
+            Thread.detachNewThread {
+                defer { finished.add(1, ordering: .relaxed) }
+                guard let socket = RequestSocket(port: port) else { return }
+                // Sends requests until the daemon closes the connection. A close seen before
+                // writing ends the client. A request written and then left without a reply is lost.
+                for _ in 0..<100_000 {
+                    if socket.isClosedByPeer() { return }
+                    guard socket.write(policyRequest) else { return }
+                    written.add(1, ordering: .relaxed)
+                    if socket.read(until: "\n\n") == tempfailReply {
+                        answered.add(1, ordering: .relaxed)
+                    } else {
+                        unanswered.add(1, ordering: .relaxed)
+                        return
+                    }
+                    usleep(2000)
+                }
+            }
+        }
+        for _ in 0..<1000 where written.load(ordering: .relaxed) < 200 { usleep(10_000) }
+        #expect(written.load(ordering: .relaxed) >= 200)
+        kill(daemon.pid, SIGTERM)
+        let status = daemon.waitForExit(timeout: 15)
+        while finished.load(ordering: .relaxed) < clients { usleep(10_000) }
+
+        #expect(status == 0)
+        #expect(unanswered.load(ordering: .relaxed) == 0)
+        #expect(answered.load(ordering: .relaxed) == written.load(ordering: .relaxed))
+        #expect(daemon.log().contains("event=\"draining connections\""))
+        #expect(!daemon.log().contains("drain timeout passed"))
+    }
+}
+
+/// `mailcloak serve` with one TCP policy listener, an unreachable database and identity provider.
+private struct LoopDaemon {
+    let pid: pid_t
+    let port: UInt16
+    let logFile: URL
+
+    static func start(name: String, prefix: [String]) throws -> LoopDaemon {
+        let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let binary = URL(fileURLWithPath: runner).deletingLastPathComponent().appendingPathComponent("mailcloak").path
+        let directory = try TestEnvironment.makeScratchDirectory(prefix: "mailcloak-loop-\(name)")
+        let port = try TestEnvironment.freePorts(count: 1)
+        let configFile = directory.appendingPathComponent("mailcloak.yaml")
+        let logFile = directory.appendingPathComponent("mailcloak.log")
+        // Port 1 on loopback refuses connections at once, so the database and provider stay unreachable.
+        let configuration = """
+            listeners:
+              - name: loop
+                address: "tcp:127.0.0.1:\(port)"
+                services: [policy]
+            server:
+              reactor_threads: 2
+              worker_threads: 2
+              drain_timeout: 10s
+            database:
+              url: "postgresql://mailcloak@127.0.0.1:1/mailcloak"
+              connect_timeout: 1s
+            identity:
+              provider: keycloak
+              keycloak:
+                base_url: "http://127.0.0.1:1"
+                realm: test
+                client_id: mailcloak
+                client_secret: unused
+            log:
+              level: info
+
+            """
+        try configuration.write(to: configFile, atomically: true, encoding: .utf8)
+        let arguments = prefix.dropFirst() + [binary, "serve", "--config", configFile.path]
+        let executable = prefix.first ?? binary
+        let pid = try TestEnvironment.launch(
+            executable, Array(prefix.isEmpty ? ["serve", "--config", configFile.path] : arguments),
+            outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
+        let daemon = LoopDaemon(pid: pid, port: port, logFile: logFile)
+        guard daemon.waitForLog("event=\"mailcloak started\"", timeout: 20) else {
+            daemon.kill()
+            throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: daemon.log())
+        }
+        return daemon
+    }
+
+    func log() -> String { TestEnvironment.readText(logFile) }
+
+    /// Waits until one log line contains every fragment.
+    func waitForLog(_ fragments: String..., timeout: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            let found = log().split(separator: "\n").contains { line in fragments.allSatisfy { line.contains($0) } }
+            if found { return true }
+            usleep(20_000)
+        } while Date() < deadline
+        return false
+    }
+
+    /// Sends SIGTERM and returns the exit status, or nil when the daemon had to be killed.
+    func stop() -> Int32? { TestEnvironment.terminate(pid) }
+
+    /// Returns the exit status once the daemon has exited, or nil after `timeout` seconds.
+    func waitForExit(timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            if let status = TestEnvironment.exitStatus(of: pid) { return status }
+            usleep(20_000)
+        } while Date() < deadline
+        return nil
+    }
+
+    /// Stops the daemon if it still runs, as cleanup after a failed check.
+    func kill() { TestEnvironment.terminate(pid, timeout: 5) }
+}
+
+/// A blocking loopback TCP client with a 5 s receive timeout.
+private final class RequestSocket: @unchecked Sendable {
+    // Unchecked: each instance is used by one thread at a time.
+    let fd: Int32
+
+    init?(port: UInt16) {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = TestEnvironment.loopbackAddress(port: port)
+        let status = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard status == 0 else {
+            close(fd)
+            return nil
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Writes all of `text`, and returns false when the connection failed.
+    func write(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent <= 0 { return false }
+            offset += sent
+        }
+        return true
+    }
+
+    /// Reads until the text ends with `terminator`, the peer closes, or the timeout passes.
+    func read(until terminator: String) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        while !String(decoding: bytes, as: UTF8.self).hasSuffix(terminator) {
+            let received = recv(fd, &chunk, chunk.count, 0)
+            if received <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<received])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func exchange(_ request: String) -> String {
+        guard write(request) else { return "" }
+        return read(until: "\n\n")
+    }
+
+    /// Reports, without waiting, whether the peer has closed the connection.
+    func isClosedByPeer() -> Bool {
+        var byte: UInt8 = 0
+        let received = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+        return received == 0 || (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+}
