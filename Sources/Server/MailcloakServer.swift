@@ -25,6 +25,8 @@ public final class MailcloakServer: Sendable {
     let loops: ServerLoopGroup
     let logger: Logger
     let securityWatcher: SecurityWatcher
+    /// The /metrics, /healthz and /readyz endpoint and the counters it publishes.
+    public let metrics: MetricsEndpoint
     private let drainStarted = Atomic<Bool>(false)
 
     /// Binds every listener and builds every part; nothing runs until `start()`.
@@ -37,6 +39,7 @@ public final class MailcloakServer: Sendable {
         }
         store = SnapshotStore(config: configuration.database, logger: logger)
         identities = try makeIdentityDirectory(config: configuration.identity, logger: logger)
+        metrics = try MetricsEndpoint(configuration: configuration, store: store, identities: identities, logger: logger)
         workers = WorkerPool(
             threads: configuration.server.workerThreads, queueLimit: configuration.server.workerQueueLimit)
         let resolver = Resolver(
@@ -51,7 +54,8 @@ public final class MailcloakServer: Sendable {
             maxConnectionsPerSource: configuration.server.limits.maxConnectionsPerSource)
         loops = try ServerLoopGroup(
             threadCount: configuration.server.reactorThreads, listeners: sockets, limits: limits,
-            factory: SessionFactory(context: context), logger: logger)
+            factory: MeteredSessionFactory(context: context, metrics: metrics.serverMetrics), logger: logger)
+        metrics.attach(loops)
         securityWatcher = SecurityWatcher(sockets.compactMap(\.security))
     }
 
@@ -95,11 +99,13 @@ public final class MailcloakServer: Sendable {
     /// Starts the store, then the reactor threads. Requests that arrive before
     /// the first snapshot get `451 4.3.0 Temporary internal error` (policy) or `TEMP` (socketmap).
     public func start(snapshotWait: Double = 5) {
+        metrics.start()
         store.start()
         if !store.waitForFirstSnapshot(timeout: snapshotWait) {
             logger.warning("serving without a database snapshot; requests get temporary failures until it loads")
         }
         loops.start()
+        metrics.setListenersUp(true)
         securityWatcher.start()
         for listener in listeners {
             logger.info("listening", [(.listener, listener.name), (.address, listener.boundAddress),
@@ -136,6 +142,7 @@ public final class MailcloakServer: Sendable {
     @discardableResult
     public func drain(timeout: Double) -> Int {
         drainStarted.store(true, ordering: .relaxed)
+        metrics.setDraining(true)
         logger.info("draining connections", [(.count, String(loops.openConnections)),
                                               (.duration, String(Int(timeout * 1000)))])
         loops.beginDrain()
@@ -154,6 +161,8 @@ public final class MailcloakServer: Sendable {
 
     /// Closes the listeners' connections, lets queued lookups finish, and stops the store.
     public func stop() {
+        metrics.setListenersUp(false)
+        metrics.stop()
         securityWatcher.stop()
         loops.stop()
         workers.shutdown()

@@ -34,9 +34,14 @@ final class ProtocolSession: ConnectionHandler {
     private var generation: UInt64 = 0
     /// Services already logged as denied on this connection; each is logged once, every denial is counted.
     private var loggedDenials: Set<String> = []
+    /// Counters of the metrics endpoint; nil counts nothing.
+    private let metrics: ServerMetrics?
+    /// When the request being answered was decoded, in monotonic seconds.
+    private var requestStart = 0.0
 
-    init(context: ServiceContext) {
+    init(context: ServiceContext, metrics: ServerMetrics? = nil) {
         self.context = context
+        self.metrics = metrics
     }
 
     func connectionReadable(_ connection: Connection) {
@@ -56,6 +61,7 @@ final class ProtocolSession: ConnectionHandler {
 
     func connectionClosed(_ connection: Connection, reason: CloseReason) {
         pending = nil
+        metrics?.recordClose(reason)
     }
 
     // MARK: Decoding
@@ -105,6 +111,7 @@ final class ProtocolSession: ConnectionHandler {
             connection.markRequestStarted()
         } else {
             connection.markRequestComplete()
+            if metrics != nil { requestStart = monotonicSeconds() }
         }
         return decoded
     }
@@ -151,11 +158,13 @@ final class ProtocolSession: ConnectionHandler {
             guard connection.grant.policy else {
                 deny(connection, service: "policy", map: nil)
                 finish(connection, reply: Self.policyDenied.encoded)
+                metrics?.recordPolicy(Self.policyDenied, since: requestStart)
                 return
             }
             switch context.resolver.decide(policyRequest, fetched: fetched) {
             case .decided(let action):
                 finish(connection, reply: action.encoded)
+                metrics?.recordPolicy(action, since: requestStart)
                 logDecision(connection, policyRequest, action)
             case .needs(let key):
                 startLookup(key, for: request, on: connection, busyReply: PolicyAction.overloaded.encoded)
@@ -163,12 +172,15 @@ final class ProtocolSession: ConnectionHandler {
         case .socketmap(let mapRequest):
             guard connection.grant.allowsMap(mapRequest.name) else {
                 deny(connection, service: "socketmap", map: mapRequest.name)
-                finish(connection, reply: SocketmapReply.perm("client not authorized for map \(mapRequest.name)").encoded)
+                let denied = SocketmapReply.perm("client not authorized for map \(mapRequest.name)")
+                finish(connection, reply: denied.encoded)
+                metrics?.recordSocketmap(map: mapRequest.name, denied, since: requestStart)
                 return
             }
             switch context.resolver.lookup(mapRequest, fetched: fetched) {
             case .decided(let reply):
                 finish(connection, reply: reply.encoded)
+                metrics?.recordSocketmap(map: mapRequest.name, reply, since: requestStart)
                 context.logger.debug("socketmap reply", [
                     (.connection, String(connection.id)), (.map, mapRequest.name), (.key, mapRequest.key),
                     (.action, String(decoding: reply.encoded, as: UTF8.self)),
@@ -217,6 +229,7 @@ final class ProtocolSession: ConnectionHandler {
         guard fetched.count < Self.maxLookupRounds else {
             context.logger.error("decision needed too many identity lookups", [(.key, key.description)])
             finish(connection, reply: busyReply)
+            recordBusy(request)
             return
         }
         generation &+= 1
@@ -236,10 +249,21 @@ final class ProtocolSession: ConnectionHandler {
         guard submitted else {
             context.logger.warning("lookup queue full, replying with a temporary failure", [(.connection, String(id))])
             finish(connection, reply: busyReply)
+            recordBusy(request)
             return
         }
         pending = request
         connection.isReadingPaused = true
+    }
+
+    /// Counts the temporary failure sent when a lookup cannot start.
+    private func recordBusy(_ request: PendingRequest) {
+        switch request {
+        case .policy:
+            metrics?.recordPolicy(PolicyAction.overloaded, since: requestStart)
+        case .socketmap(let mapRequest):
+            metrics?.recordSocketmap(map: mapRequest.name, .temp("server busy"), since: requestStart)
+        }
     }
 
     private func logDecision(_ connection: Connection, _ request: PolicyRequest, _ action: PolicyAction) {
