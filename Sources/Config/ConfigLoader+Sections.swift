@@ -19,6 +19,7 @@ extension ConfigLoader {
         try section.readDuration("idle_timeout", into: &server.idleTimeout, range: 1...86_400)
         try section.readDuration("io_timeout", into: &server.ioTimeout, range: 0.1...3600)
         try readServerLimits(section, into: &server.limits)
+        try readServerPrivileges(section, into: &server.privileges)
 
         // A request holding one line of the maximum length needs that line, its newline and the blank line.
         if server.policyMaxRequestSize < server.policyMaxLineLength + 2 {

@@ -1,5 +1,6 @@
-// The server keys that protect the daemon under load and at shutdown: the
-// connection limits and the drain timeout. Defaults are defined here, next
+// The server keys that protect the daemon under load, at shutdown and from
+// its own bugs: the connection limits, the drain timeout, and the user and
+// group to run as after the listeners are bound. Defaults are defined here, next
 // to the key names, and docs/configuration.md shows the same values.
 
 /// Connection limits and the shutdown drain of the server loop.
@@ -10,6 +11,16 @@ public struct ServerLimitsConfig: Sendable, Equatable {
     public var maxConnectionsPerSource: Int = 1000
     /// Time that SIGTERM or SIGINT waits for requests in progress before the daemon exits.
     public var drainTimeout: Seconds = 10
+
+    public init() {}
+}
+
+/// The user and group that the daemon switches to once its listeners are bound.
+public struct ServerPrivilegesConfig: Sendable, Equatable {
+    /// User name to run as; nil keeps the starting user.
+    public var user: String?
+    /// Group name to run as; nil means the user's primary group, or the starting group without a user.
+    public var group: String?
 
     public init() {}
 }

@@ -115,6 +115,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var ioTimeout: Seconds = 30
     /// Connection limits and the shutdown drain (Configuration+Limits.swift).
     public var limits = ServerLimitsConfig()
+    /// The user and group to run as after binding (Configuration+Limits.swift).
+    public var privileges = ServerPrivilegesConfig()
 
     public init() {}
 }

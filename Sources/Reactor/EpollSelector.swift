@@ -64,6 +64,8 @@ public enum ReactorError: Error, CustomStringConvertible, Equatable {
     case unknownUser(String)
     case unknownGroup(String)
     case tls(String)
+    /// `server.user` or `server.group` could not be applied; the text names the step and the reason.
+    case privilegeDropFailed(String)
 
     public var description: String {
         switch self {
@@ -74,6 +76,7 @@ public enum ReactorError: Error, CustomStringConvertible, Equatable {
         case .unknownUser(let name): "unknown user for socket owner: \(name)"
         case .unknownGroup(let name): "unknown group for socket group: \(name)"
         case .tls(let text): "TLS setup failed: \(text)"
+        case .privilegeDropFailed(let text): "dropping privileges failed: \(text)"
         }
     }
 }

@@ -120,6 +120,27 @@ func reloadSecurity(_ server: MailcloakServer, path: String) {
     }
 }
 
+/// Switches to `server.user` and `server.group` once the listeners are bound, or warns
+/// when serving as root without them. A failed switch ends the start.
+func dropPrivileges(_ privileges: ServerPrivilegesConfig) {
+    guard privileges.user != nil || privileges.group != nil else {
+        // NOTE: Serving as root without server.user only warns. A refusal, with an explicit
+        // opt-in for root, would break setups that run mailcloak as root today.
+        if geteuid() == 0 {
+            Logger.shared.warning("serving as root because server.user is unset")
+        }
+        return
+    }
+    do {
+        let (uid, gid) = try PrivilegeDrop.apply(user: privileges.user, group: privileges.group)
+        Logger.shared.info("switched user and group", [
+            (.user, privileges.user ?? String(uid)), (.value, "uid=\(uid) gid=\(gid)"),
+        ])
+    } catch {
+        fail("start failed: \(error)")
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT, then drains its connections for up to
 /// `server.drain_timeout` and exits 0. Signals that arrive during the drain wait until it ends.
 func runServe(_ path: String) -> Never {
@@ -138,6 +159,7 @@ func runServe(_ path: String) -> Never {
     } catch {
         fail("start failed: \(error)")
     }
+    dropPrivileges(configuration.server.privileges)
     Logger.shared.info("mailcloak starting", [(.version, mailcloakVersion)])
     server.start()
     while true {

@@ -86,13 +86,55 @@ struct ServerLoopEndToEnd {
     }
 }
 
+@Suite(.serialized, .enabled(if: getuid() == 0, "switching users needs root"))
+struct PrivilegeDropEndToEnd {
+    @Test func serverUserSwitchesAfterBind() throws {
+        let daemon = try LoopDaemon.start(name: "user", prefix: [], serverKeys: ["user: nobody", "group: nogroup"])
+        defer { daemon.kill() }
+        let socket = try #require(RequestSocket(port: daemon.port))
+
+        #expect(socket.exchange(policyRequest) == tempfailReply)
+        #expect(daemon.ids("Uid") == "65534 65534 65534 65534")
+        #expect(daemon.ids("Gid") == "65534 65534 65534 65534")
+        #expect(daemon.waitForLog("event=\"switched user and group\"", "user=nobody"))
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test func unknownServerUserFailsStart() throws {
+        let daemon = try LoopDaemon.launch(name: "no-user", prefix: [], serverKeys: ["user: mailcloak-no-such-user"])
+        defer { daemon.kill() }
+
+        #expect(daemon.waitForExit(timeout: 15) == 1)
+        #expect(daemon.log().contains("unknown user mailcloak-no-such-user in server.user"))
+    }
+
+    @Test func rootWithoutUserLogsWarning() throws {
+        let daemon = try LoopDaemon.start(name: "root", prefix: [])
+        defer { daemon.kill() }
+
+        #expect(daemon.waitForLog("level=warning", "serving as root"))
+        #expect(daemon.stop() == 0)
+    }
+}
+
 /// `mailcloak serve` with one TCP policy listener, an unreachable database and identity provider.
 private struct LoopDaemon {
     let pid: pid_t
     let port: UInt16
     let logFile: URL
 
-    static func start(name: String, prefix: [String]) throws -> LoopDaemon {
+    /// Starts the daemon and waits for its start line.
+    static func start(name: String, prefix: [String], serverKeys: [String] = []) throws -> LoopDaemon {
+        let daemon = try launch(name: name, prefix: prefix, serverKeys: serverKeys)
+        guard daemon.waitForLog("event=\"mailcloak started\"", timeout: 20) else {
+            daemon.kill()
+            throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: daemon.log())
+        }
+        return daemon
+    }
+
+    /// Starts the daemon, run through `prefix` when given, with `serverKeys` added to its `server` section.
+    static func launch(name: String, prefix: [String], serverKeys: [String]) throws -> LoopDaemon {
         let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let binary = URL(fileURLWithPath: runner).deletingLastPathComponent().appendingPathComponent("mailcloak").path
         let directory = try TestEnvironment.makeScratchDirectory(prefix: "mailcloak-loop-\(name)")
@@ -109,7 +151,7 @@ private struct LoopDaemon {
               reactor_threads: 2
               worker_threads: 2
               drain_timeout: 10s
-            database:
+            \(serverKeys.map { "  " + $0 + "\n" }.joined())database:
               url: "postgresql://mailcloak@127.0.0.1:1/mailcloak"
               connect_timeout: 1s
             identity:
@@ -119,6 +161,8 @@ private struct LoopDaemon {
                 realm: test
                 client_id: mailcloak
                 client_secret: unused
+            metrics:
+              enabled: false
             log:
               level: info
 
@@ -129,15 +173,17 @@ private struct LoopDaemon {
         let pid = try TestEnvironment.launch(
             executable, Array(prefix.isEmpty ? ["serve", "--config", configFile.path] : arguments),
             outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
-        let daemon = LoopDaemon(pid: pid, port: port, logFile: logFile)
-        guard daemon.waitForLog("event=\"mailcloak started\"", timeout: 20) else {
-            daemon.kill()
-            throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: daemon.log())
-        }
-        return daemon
+        return LoopDaemon(pid: pid, port: port, logFile: logFile)
     }
 
     func log() -> String { TestEnvironment.readText(logFile) }
+
+    /// The `Uid:` or `Gid:` line of the daemon's /proc status: real, effective, saved and filesystem ids.
+    func ids(_ field: String) -> String {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+        return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == "\t" || $0 == " " }).joined(separator: " ")
+    }
 
     /// Waits until one log line contains every fragment.
     func waitForLog(_ fragments: String..., timeout: Double = 10) -> Bool {
