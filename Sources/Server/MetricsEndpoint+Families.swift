@@ -38,7 +38,7 @@ extension MetricsEndpoint {
         registerSecurityFamilies(registry, loops: loops)
     }
 
-    /// The TLS listeners' handshake and access counters and certificate expiries.
+    /// Registers the listeners' handshake and access counters and their certificate expiries.
     private static func registerSecurityFamilies(_ registry: MetricsRegistry,
                                                  loops: @escaping @Sendable () -> ServerLoopGroup?) {
         let securities: @Sendable () -> [ListenerSecurity] = {
@@ -99,7 +99,7 @@ extension MetricsEndpoint {
         }
     }
 
-    /// The server certificate's expiry and the earliest client CA expiry of one listener.
+    /// Returns the server certificate's expiry and the earliest client CA expiry of one listener.
     private static func certificateSamples(_ security: ListenerSecurity) -> [MetricSample] {
         // The first entry is the server certificate; the rest come from the client CA bundle.
         let expiries = security.certificateExpiries

@@ -1,7 +1,7 @@
-// The HTTP endpoint for /metrics, /healthz and /readyz, and the families it
-// reads at scrape time from the parts that already keep counts: the loops
-// (open connections, admission rejections), each listener's TLS counters
-// and certificates, the identity directory's stats and the store's status.
+// The HTTP endpoint for /metrics, /healthz and /readyz. Most families are
+// read at scrape time from the parts that already keep counts: the loops
+// (open connections, admission rejections), each listener's TLS counters and
+// certificates, the identity directory's stats and the store's status.
 // Reading them happens on the endpoint's thread, never on a reactor thread.
 //
 // /readyz reports ready when a snapshot is loaded and younger than
@@ -42,6 +42,8 @@ public final class MetricsEndpoint: Sendable {
     private let store: SnapshotStore
     private let maxSnapshotAge: Double
     private let logger: Logger
+    /// The configured address, for the start log line.
+    private let host: String
 
     /// Registers every family and binds the HTTP listener when `metrics.enabled` is true.
     ///
@@ -53,6 +55,7 @@ public final class MetricsEndpoint: Sendable {
         self.store = store
         maxSnapshotAge = configuration.database.maxSnapshotAge
         self.logger = logger
+        host = configuration.metrics.host
         Self.registerDaemonFamilies(registry, state: state, maxSnapshotAge: maxSnapshotAge)
         let loops = loops
         Self.registerConnectionFamilies(registry) { loops.value }
@@ -97,7 +100,8 @@ public final class MetricsEndpoint: Sendable {
     func start() {
         guard let http else { return }
         http.start()
-        logger.info("metrics endpoint listening", [(.address, "\(http.port)")])
+        let address = host.contains(":") ? "[\(host)]:\(http.port)" : "\(host):\(http.port)"
+        logger.info("metrics endpoint listening", [(.address, address)])
     }
 
     /// Stops the HTTP thread; a scrape in progress finishes first.
