@@ -5,15 +5,19 @@
 #   - policy requests over persistent TLS connections, with latency percentiles;
 #   - a new connection per request: full handshakes per second, then resumed
 #     handshakes per second (each connection slot offers its last session).
+# Both servers listen at once and the measurements alternate between them,
+# round after round, so that load from other processes on the machine falls
+# on both alike; the summary gives the median of the rounds.
 # Every reply is checked against bench/policy-rcpt.*-expect.txt. Certificates
 # come from certs-example/make-certs.sh in a temporary folder; the client is
 # node mx1, which the listener's access rule grants policy and every map.
 # Settings through the environment: BENCH_CONNECTIONS (64), BENCH_SECONDS
 # (10), BENCH_SERVER_THREADS (1; "1 2" runs both), BENCH_CLIENT_THREADS (1),
 # BENCH_HANDSHAKE_CONNECTIONS (16, connection slots in the handshake runs),
+# BENCH_ROUNDS (3, rounds of the six measurements),
 # BENCH_SCRATCH_PATH (a SwiftPM scratch path; default .build), BENCH_PERF_DIR
-# (when set, perf records mailcloak during its persistent run and writes
-# perf-THREADS.txt there).
+# (when set, perf records each server during its persistent run and writes
+# perf-SERVER-THREADS.txt there; the recording slows the server a little).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -27,6 +31,7 @@ server_threads=${BENCH_SERVER_THREADS:-1}
 client_threads=${BENCH_CLIENT_THREADS:-1}
 handshake_connections=${BENCH_HANDSHAKE_CONNECTIONS:-16}
 perf_dir=${BENCH_PERF_DIR:-}
+rounds=${BENCH_ROUNDS:-3}
 pg_port=15436
 keycloak_port=18083
 mailcloak_port=17032
@@ -52,7 +57,8 @@ certs="$demo_dir/certs"
 
 server_pid=""
 cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    [ -n "$server_pid" ] && kill $server_pid 2>/dev/null || true
     demo_stop_keycloak
     demo_stop_postgres
     rm -rf "$demo_dir"
@@ -121,27 +127,38 @@ load() {
     return "$status"
 }
 
-# Runs the three measurements against one server: $1 server name, $2 port, $3 expect file, $4 threads.
+# Runs one measurement against one server: $1 server name, $2 port, $3
+# expect file, $4 threads, $5 round, $6 persistent, full or resumed. With
+# BENCH_PERF_DIR, perf records the server ($7 its process id) during the
+# persistent run of round 1.
 measure() {
-    echo "== $1, $4 thread(s), policy, $connections persistent connections"
-    if [ -n "$perf_dir" ] && [ "$1" = mailcloak ]; then
-        (sleep 2 && perf record -g -p "$server_pid" -o "$demo_dir/perf.data" -- sleep $((seconds - 2)) \
+    echo "== $1, $4 thread(s), round $5, policy, $6"
+    case $6 in
+    persistent) set -- "$@" --connections "$connections" ;;
+    full) set -- "$@" --connections "$handshake_connections" --new-connection-per-request ;;
+    resumed) set -- "$@" --connections "$handshake_connections" --new-connection-per-request --resume ;;
+    esac
+    server=$1
+    name="$1-$4-$6-$5"
+    recording=""
+    if [ -n "$perf_dir" ] && [ "$5" = 1 ] && [ "$6" = persistent ]; then
+        (sleep 2 && perf record -g -p "$7" -o "$demo_dir/perf.data" -- sleep $((seconds - 2)) \
             >/dev/null 2>&1) &
-        perf_job=$!
+        recording=$!
     fi
-    load "$1-$4-persistent" "$2" "$3" --connections "$connections"
-    if [ -n "${perf_job:-}" ]; then
-        wait "$perf_job" || true
-        perf_job=""
+    port=$2
+    expect=$3
+    shift 7
+    load "$name" "$port" "$expect" "$@"
+    if [ -n "$recording" ]; then
+        wait "$recording" || true
         mkdir -p "$perf_dir"
         perf report -i "$demo_dir/perf.data" --no-children --percent-limit 0.5 --stdio \
-            >"$perf_dir/perf-$4.txt" 2>/dev/null || true
-        echo "perf report written to $perf_dir/perf-$4.txt"
+            >"$perf_dir/perf-$server-$4.txt" 2>/dev/null || true
+        perf report -i "$demo_dir/perf.data" --no-children --sort dso --stdio \
+            >"$perf_dir/perf-$server-$4-dso.txt" 2>/dev/null || true
+        echo "perf reports written to $perf_dir/perf-$server-$4.txt and perf-$server-$4-dso.txt"
     fi
-    echo "== $1, $4 thread(s), policy, new connection per request, full handshakes"
-    load "$1-$4-full" "$2" "$3" --connections "$handshake_connections" --new-connection-per-request
-    echo "== $1, $4 thread(s), policy, new connection per request, resumed handshakes"
-    load "$1-$4-resumed" "$2" "$3" --connections "$handshake_connections" --new-connection-per-request --resume
 }
 
 # Prints a figure of one result: $1 result name, $2 "requests" or "handshakes".
@@ -156,34 +173,61 @@ figure() {
 
 echo "machine: $(nproc) cores, $(uname -r), $(openssl version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "load: $seconds s after 1 s warmup, $client_threads client thread(s), mutual TLS as node mx1"
+# Prints the median of the numbers on standard input, one a line.
+median() {
+    sort -n | awk '{ value[NR] = $1 } END { if (NR % 2) print value[(NR + 1) / 2]; else print int((value[NR / 2] + value[NR / 2 + 1]) / 2) }'
+}
+
+# Prints mailcloak's share of the baseline in percent: $1 mailcloak, $2 baseline.
+share() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'
+}
+
 for threads in $server_threads; do
     "$bin/baseline-responder" --tls "$certs/server.crt" "$certs/server.key" "$certs/ca.crt" \
         127.0.0.1 "$baseline_port" "$threads" 2>/dev/null &
-    server_pid=$!
+    baseline_pid=$!
+    server_pid=$baseline_pid
     wait_port "$baseline_port"
-    measure baseline-responder "$baseline_port" bench/policy-rcpt.baseline-expect.txt "$threads"
-    kill "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
-
     write_tls_config "$mailcloak_port" "$threads" "$demo_dir/mailcloak.yaml"
     "$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
-    server_pid=$!
+    mailcloak_pid=$!
+    server_pid="$baseline_pid $mailcloak_pid"
     wait_port "$mailcloak_port"
-    measure mailcloak "$mailcloak_port" bench/policy-rcpt.mailcloak-expect.txt "$threads"
-    kill "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
+    round=1
+    while [ "$round" -le "$rounds" ]; do
+        for run in persistent full resumed; do
+            measure baseline-responder "$baseline_port" bench/policy-rcpt.baseline-expect.txt \
+                "$threads" "$round" "$run" "$baseline_pid"
+            measure mailcloak "$mailcloak_port" bench/policy-rcpt.mailcloak-expect.txt \
+                "$threads" "$round" "$run" "$mailcloak_pid"
+        done
+        round=$((round + 1))
+    done
+    kill $server_pid
+    wait $server_pid 2>/dev/null || true
     server_pid=""
 done
 
-echo "== summary (mailcloak as a share of baseline-responder --tls)"
-printf '%-8s %-28s %12s %12s %7s\n' threads measure baseline mailcloak share
+echo "== summary: medians of $rounds rounds, mailcloak as a share of baseline-responder --tls"
+printf '%-8s %-24s %10s %10s %7s  %s\n' threads measure baseline mailcloak share "share per round"
 for threads in $server_threads; do
     for kind in persistent:requests full:handshakes resumed:handshakes; do
         run=${kind%%:*}
         unit=${kind#*:}
-        base=$(figure "baseline-responder-$threads-$run" "$unit")
-        ours=$(figure "mailcloak-$threads-$run" "$unit")
-        share=$(awk -v a="$ours" -v b="$base" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }')
-        printf '%-8s %-28s %12s %12s %7s\n' "$threads" "$run $unit/s" "$base" "$ours" "$share"
+        rounds_shares=""
+        round=1
+        while [ "$round" -le "$rounds" ]; do
+            base=$(figure "baseline-responder-$threads-$run-$round" "$unit")
+            ours=$(figure "mailcloak-$threads-$run-$round" "$unit")
+            echo "$base" >>"$demo_dir/baseline-$threads-$run.figures"
+            echo "$ours" >>"$demo_dir/mailcloak-$threads-$run.figures"
+            rounds_shares="$rounds_shares $(share "$ours" "$base")"
+            round=$((round + 1))
+        done
+        base=$(median <"$demo_dir/baseline-$threads-$run.figures")
+        ours=$(median <"$demo_dir/mailcloak-$threads-$run.figures")
+        printf '%-8s %-24s %10s %10s %7s %s\n' "$threads" "$run $unit/s" "$base" "$ours" "$(share "$ours" "$base")" \
+            "$rounds_shares"
     done
 done
