@@ -114,6 +114,61 @@ struct MetricsEndToEnd {
         #expect(!lines.contains { $0.hasPrefix("mailcloak_snapshot_age_seconds ") })
     }
 
+    /// A mutual-TLS listener with certificates from certs-example/make-certs.sh.
+    @Test func certificateExpiryMatchesFiles() throws {
+        let settings = try StackSettings.fromEnvironment()
+        let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
+        defer { try? database.drop() }
+        try MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url).runChecked(["migrate"])
+        let directory = settings.workDirectory.appendingPathComponent("metrics-tls-\(UUID().uuidString.prefix(8))")
+        let certificates = directory.appendingPathComponent("certs")
+        try TestEnvironment.runChecked("/bin/sh", [
+            settings.sourceRoot.appendingPathComponent("certs-example/make-certs.sh").path, certificates.path,
+            "mailcloak.test", "mx1",
+        ])
+        let daemon = try MetricsDaemon.start(settings: settings, databaseURL: database.url, directory: directory) { port in
+            """
+              - name: mtls
+                address: "tcp:127.0.0.1:\(port)"
+                tls:
+                  certificate: \(certificates.path)/server.crt
+                  key: \(certificates.path)/server.key
+                  client_ca: \(certificates.path)/ca.crt
+                acl:
+                  - name: mx1
+                    identities: ["cn:mx1"]
+                    services: [policy]
+            """
+        }
+        defer { daemon.stop() }
+        let ready = try daemon.waitForReady(timeout: Self.readyTimeout)
+        try #require(ready.status == 200, "readyz: \(ready.body) log: \(daemon.log())")
+
+        let serverExpiry = try expiry(of: certificates.appendingPathComponent("server.crt"))
+        let caExpiry = try expiry(of: certificates.appendingPathComponent("ca.crt"))
+        let scrape = try daemon.get("/metrics")
+        let lines = Set(scrape.body.split(separator: "\n").map(String.init))
+        let check = try promtool(["check", "metrics"], input: scrape.body, in: daemon.directory)
+
+        let name = "mailcloak_certificate_expiry_timestamp_seconds"
+        #expect(lines.contains("\(name){listener=\"mtls\",role=\"server\"} \(serverExpiry)"))
+        #expect(lines.contains("\(name){listener=\"mtls\",role=\"client_ca\"} \(caExpiry)"))
+        #expect(lines.contains("mailcloak_tls_handshakes_total{listener=\"mtls\",result=\"completed\"} 0"))
+        #expect(lines.contains("mailcloak_access_denied_total{listener=\"mtls\",service=\"socketmap\"} 0"))
+        #expect(!lines.contains { $0.contains("listener=\"metrics-e2e\"") })
+        #expect(check.status == 0, "promtool: \(check.standardOutput) \(check.standardError)")
+    }
+
+    /// Returns a certificate's notAfter in seconds since 1970, as openssl and date(1) read it.
+    private func expiry(of certificate: URL) throws -> Int {
+        let command = "date -u -d \"$(openssl x509 -enddate -noout -in \"$1\" | cut -d= -f2)\" +%s"
+        let output = try TestEnvironment.runChecked("/bin/sh", ["-c", command, "sh", certificate.path]).standardOutput
+        guard let seconds = Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw StackSetupError.unexpectedOutput(command: "openssl x509 -enddate", output: output)
+        }
+        return seconds
+    }
+
     @Test func alertRulesPassPromtool() throws {
         let rules = TestEnvironment.repositoryRoot.appendingPathComponent("deploy/monitoring/mailcloak-alerts.yml")
         let result = try TestEnvironment.run("/usr/bin/promtool", ["check", "rules", rules.path])
@@ -152,15 +207,20 @@ struct MetricsDaemon: Sendable {
     let directory: URL
     let logFile: URL
 
-    static func start(settings: StackSettings, databaseURL: String) throws -> MetricsDaemon {
-        let directory = settings.workDirectory.appendingPathComponent("metrics-e2e-\(UUID().uuidString.prefix(8))")
+    /// Writes the configuration and starts the daemon; `extraListeners` is YAML appended to the listener list.
+    static func start(settings: StackSettings, databaseURL: String, directory: URL? = nil,
+                      extraListeners: (UInt16) -> String = { _ in "" }) throws -> MetricsDaemon {
+        let directory = directory ?? settings.workDirectory
+            .appendingPathComponent("metrics-e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let ports = try TestEnvironment.freePorts(count: 3)
+        // The listener, the metrics endpoint, a closed port for Keycloak, and one for an extra listener.
+        let ports = try TestEnvironment.freePorts(count: 4)
         // Keycloak is never reached: the requests in these tests need no identity lookup.
         let configuration = """
             listeners:
               - name: metrics-e2e
                 address: "tcp:127.0.0.1:\(ports)"
+            \(extraListeners(ports + 3))
             server:
               reactor_threads: 2
               worker_threads: 2
