@@ -157,14 +157,14 @@ final class ProtocolSession: ConnectionHandler {
             }
             guard connection.grant.policy else {
                 deny(connection, service: "policy", map: nil)
-                finish(connection, reply: Self.policyDenied.encoded)
                 metrics?.recordPolicy(Self.policyDenied, since: requestStart)
+                finish(connection, reply: Self.policyDenied.encoded)
                 return
             }
             switch context.resolver.decide(policyRequest, fetched: fetched) {
             case .decided(let action):
-                finish(connection, reply: action.encoded)
                 metrics?.recordPolicy(action, since: requestStart)
+                finish(connection, reply: action.encoded)
                 logDecision(connection, policyRequest, action)
             case .needs(let key):
                 startLookup(key, for: request, on: connection, busyReply: PolicyAction.overloaded.encoded)
@@ -173,14 +173,14 @@ final class ProtocolSession: ConnectionHandler {
             guard connection.grant.allowsMap(mapRequest.name) else {
                 deny(connection, service: "socketmap", map: mapRequest.name)
                 let denied = SocketmapReply.perm("client not authorized for map \(mapRequest.name)")
-                finish(connection, reply: denied.encoded)
                 metrics?.recordSocketmap(map: mapRequest.name, denied, since: requestStart)
+                finish(connection, reply: denied.encoded)
                 return
             }
             switch context.resolver.lookup(mapRequest, fetched: fetched) {
             case .decided(let reply):
-                finish(connection, reply: reply.encoded)
                 metrics?.recordSocketmap(map: mapRequest.name, reply, since: requestStart)
+                finish(connection, reply: reply.encoded)
                 context.logger.debug("socketmap reply", [
                     (.connection, String(connection.id)), (.map, mapRequest.name), (.key, mapRequest.key),
                     (.action, String(decoding: reply.encoded, as: UTF8.self)),
@@ -228,8 +228,8 @@ final class ProtocolSession: ConnectionHandler {
                              busyReply: [UInt8]) {
         guard fetched.count < Self.maxLookupRounds else {
             context.logger.error("decision needed too many identity lookups", [(.key, key.description)])
-            finish(connection, reply: busyReply)
             recordBusy(request)
+            finish(connection, reply: busyReply)
             return
         }
         generation &+= 1
@@ -248,8 +248,8 @@ final class ProtocolSession: ConnectionHandler {
         }
         guard submitted else {
             context.logger.warning("lookup queue full, replying with a temporary failure", [(.connection, String(id))])
-            finish(connection, reply: busyReply)
             recordBusy(request)
+            finish(connection, reply: busyReply)
             return
         }
         pending = request

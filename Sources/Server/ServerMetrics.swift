@@ -56,7 +56,7 @@ public final class ServerMetrics: Sendable {
         latency = Service.allCases.map { service in
             registry.histogram(
                 "mailcloak_request_duration_seconds",
-                help: "Time from a decoded request to its reply being queued, identity lookups included.",
+                help: "Time from a decoded request until its reply is sent, identity lookups included.",
                 upperBounds: Self.latencyBounds, labels: [.init("service", service.label)])
         }
         accepted = registry.counter(
@@ -72,6 +72,9 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Counts a policy reply and its latency since `start` (monotonic seconds).
+    ///
+    /// Sessions call it just before they send the reply, so a client that has read
+    /// the reply always finds it counted.
     func recordPolicy(_ action: PolicyAction, since start: Double) {
         let index = switch action {
         case .dunno: 0

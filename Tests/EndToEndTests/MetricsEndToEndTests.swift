@@ -34,15 +34,21 @@ struct MetricsEndToEnd {
         let replies = try daemon.socketmap([
             "alias sales@example.com", "domain example.com", "domain remote.test", "nomap key",
         ])
-        let scrape = try daemon.get("/metrics")
+        // A first byte that starts neither protocol: the daemon closes with a protocol error.
+        let garbage = try LoopbackExchange.send([0x01, 0x0A], port: daemon.port) { _ in false }
+        // The session counts a close after the socket is closed, so the client can see it first.
+        let protocolError = "mailcloak_connections_closed_total{reason=\"protocol_error\"} 1"
+        let scrape = try daemon.waitForScrape(containing: protocolError, timeout: 5)
         let lines = Set(scrape.body.split(separator: "\n").map(String.init))
         let check = try promtool(["check", "metrics"], input: scrape.body, in: daemon.directory)
 
         #expect(relay == "action=550 5.7.1 Recipient domain not local")
         #expect(alias == "action=DUNNO")
         #expect(replies == ["OK alice@example.com", "OK example.com", "NOTFOUND ", "PERM unknown map nomap"])
+        #expect(garbage == [])
         #expect(scrape.status == 200)
         for line in [
+            protocolError,
             "mailcloak_requests_total{service=\"policy\",decision=\"reject\"} 1",
             "mailcloak_requests_total{service=\"policy\",decision=\"dunno\"} 1",
             "mailcloak_requests_total{service=\"policy\",decision=\"defer\"} 0",
@@ -52,7 +58,7 @@ struct MetricsEndToEnd {
             "mailcloak_requests_total{service=\"socketmap\",map=\"other\",decision=\"perm\"} 1",
             "mailcloak_request_duration_seconds_count{service=\"policy\"} 2",
             "mailcloak_request_duration_seconds_count{service=\"socketmap\"} 4",
-            "mailcloak_connections_accepted_total 3",
+            "mailcloak_connections_accepted_total 4",
             "mailcloak_snapshot_loaded 1",
             "mailcloak_snapshot_rows{table=\"domains\"} 1",
             "mailcloak_snapshot_rows{table=\"aliases\"} 1",
@@ -281,6 +287,17 @@ struct MetricsDaemon: Sendable {
             reply = try get("/readyz")
         }
         return reply
+    }
+
+    /// Scrapes /metrics until a line equals `line` or `timeout` passes, and returns the last scrape.
+    func waitForScrape(containing line: String, timeout: Double) throws -> HTTPReply {
+        let deadline = Date().addingTimeInterval(timeout)
+        var scrape = try get("/metrics")
+        while !scrape.body.split(separator: "\n").contains(Substring(line)), Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            scrape = try get("/metrics")
+        }
+        return scrape
     }
 
     func get(_ path: String) throws -> HTTPReply {
