@@ -4,6 +4,11 @@
 //
 // NOTE: Deadlines are checked every 250 ms, so an idle or stalled connection
 // can stay open up to 250 ms past its timeout.
+//
+// After an accept error such as EMFILE, a listener leaves the selector for a
+// pause that doubles from 10 ms to 1 s and resets on the next accept. While
+// draining, the loop accepts nothing and closes each connection that has no
+// request in progress and no output queued.
 import CShim
 import Log
 import Synchronization
@@ -147,6 +152,8 @@ public final class EventLoop: @unchecked Sendable {
             }
             guard connection.hasNothingPending else { continue }
             // A request may wait in the socket buffer, unseen by epoll yet: read it before closing.
+            // NOTE: A request that arrives between this read and the close is lost, and the client
+            // sees a reset. Postfix then reconnects and asks again, but another client may not.
             if !connection.inputClosed {
                 readAvailable(connection)
             }
