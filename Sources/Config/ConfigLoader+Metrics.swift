@@ -1,6 +1,6 @@
 // Loads the metrics section. `listen` takes a numeric address and a port,
 // `127.0.0.1:9464` or `[::1]:9464`, because the endpoint must not depend on
-// name resolution at start; `enabled: false` turns the endpoint off.
+// name resolution at start. `enabled: false` turns the endpoint off.
 #if canImport(Glibc)
 import Glibc
 #endif

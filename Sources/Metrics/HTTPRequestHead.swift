@@ -67,7 +67,7 @@ public struct HTTPRequestHead: Sendable, Equatable {
         return .complete(HTTPRequestHead(method: String(parts[0]), path: path, version: version, headers: headers))
     }
 
-    /// The index just past the empty line that ends the head, or nil when it has not arrived.
+    /// Returns the index just past the empty line that ends the head, or nil when it has not arrived.
     private static func headEnd(_ bytes: [UInt8]) -> Int? {
         let newline = UInt8(ascii: "\n")
         var index = 0

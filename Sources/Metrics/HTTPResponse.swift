@@ -45,7 +45,7 @@ public struct HTTPResponse: Sendable, Equatable {
     }
 }
 
-/// Answers the endpoint's three paths.
+/// The routing of the endpoint's three paths.
 public struct MetricsRoutes: Sendable {
     let registry: MetricsRegistry
     /// Returns nil when the daemon is ready, else the reason it is not.

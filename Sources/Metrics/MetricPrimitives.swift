@@ -5,7 +5,7 @@
 // in flight by one step, which a scrape tolerates.
 import Synchronization
 
-/// A value that only goes up, such as requests answered.
+/// A value that only goes up, such as the number of replies sent.
 public final class Counter: Sendable {
     private let storage = Atomic<Int>(0)
 
@@ -79,7 +79,7 @@ public final class Histogram: @unchecked Sendable {
 
     /// Records one observation; callable from any thread.
     public func observe(_ value: Double) {
-        // Only the first bucket that holds the value is counted; rendering makes them cumulative.
+        // Only the first bucket that contains the value is counted, and rendering makes the counts cumulative.
         if let index = upperBounds.firstIndex(where: { value <= $0 }) {
             buckets[index].add(1, ordering: .relaxed)
         }

@@ -10,7 +10,7 @@ import Glibc
 #endif
 import Synchronization
 
-/// Why the endpoint could not start.
+/// A failure to bind the endpoint's address.
 public struct MetricsServerError: Error, Sendable, CustomStringConvertible {
     public let description: String
 }

@@ -82,12 +82,12 @@ enum PrometheusText {
         return escaped
     }
 
-    /// Whether `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    /// Returns whether `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.
     static func isValidMetricName(_ name: String) -> Bool {
         isValidName(name, extra: UInt8(ascii: ":"))
     }
 
-    /// Whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*` and does not start with the reserved `__`.
+    /// Returns whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*` and does not start with the reserved `__`.
     static func isValidLabelName(_ name: String) -> Bool {
         isValidName(name, extra: nil) && !name.hasPrefix("__")
     }

@@ -1,5 +1,5 @@
 // Routing and reply encoding of the metrics endpoint, and one real loopback
-// server answering a scrape.
+// server that serves a scrape.
 #if canImport(Glibc)
 import Glibc
 #endif
