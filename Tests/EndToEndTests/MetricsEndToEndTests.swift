@@ -120,6 +120,38 @@ struct MetricsEndToEnd {
         #expect(!lines.contains { $0.hasPrefix("mailcloak_snapshot_age_seconds ") })
     }
 
+    /// SIGTERM starts a drain that waits for a half-sent request, and /readyz reports it meanwhile.
+    @Test func readinessFailsWhileDraining() throws {
+        let settings = try StackSettings.fromEnvironment()
+        let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
+        defer { try? database.drop() }
+        try MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url).runChecked(["migrate"])
+        let daemon = try MetricsDaemon.start(settings: settings, databaseURL: database.url)
+        defer { daemon.stop() }
+        let ready = try daemon.waitForReady(timeout: Self.readyTimeout)
+        try #require(ready.status == 200, "readyz: \(ready.body) log: \(daemon.log())")
+
+        let client = try LoopbackExchange.connect(port: daemon.port)
+        defer { close(client) }
+        let partial = Array("request=smtpd_access_policy\n".utf8)
+        try #require(send(client, partial, partial.count, Int32(MSG_NOSIGNAL)) == partial.count)
+        // The drain reads what is buffered before it decides, so the accept is all that must have happened.
+        daemon.waitForLog("connection opened", timeout: 5)
+        kill(daemon.pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        var draining = try daemon.get("/readyz")
+        while draining.status == 200, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            draining = try daemon.get("/readyz")
+        }
+        let scrape = try daemon.get("/metrics")
+        let lines = Set(scrape.body.split(separator: "\n").map(String.init))
+
+        #expect(draining.status == 503)
+        #expect(draining.body == "draining\n")
+        #expect(lines.contains("mailcloak_draining 1"))
+    }
+
     /// A mutual-TLS listener with certificates from certs-example/make-certs.sh.
     @Test func certificateExpiryMatchesFiles() throws {
         let settings = try StackSettings.fromEnvironment()
@@ -258,6 +290,17 @@ struct MetricsDaemon: Sendable {
 
     func log() -> String { TestEnvironment.readText(logFile) }
 
+    /// Waits until the log contains `text`, and returns whether it did.
+    @discardableResult
+    func waitForLog(_ text: String, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !log().contains(text) {
+            guard Date() < deadline else { return false }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return true
+    }
+
     /// Sends SIGTERM and waits for the exit (SIGKILL after 10 s).
     func stop() {
         TestEnvironment.terminate(pid)
@@ -348,20 +391,8 @@ struct MetricsDaemon: Sendable {
 enum LoopbackExchange {
     /// Connects, sends `bytes`, and reads until `isComplete` holds, the peer closes, or 10 s pass.
     static func send(_ bytes: [UInt8], port: UInt16, isComplete: ([UInt8]) -> Bool) throws -> [UInt8] {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw StackSetupError.unexpectedOutput(command: "socket", output: "") }
+        let descriptor = try connect(port: port)
         defer { close(descriptor) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = TestEnvironment.loopbackAddress(port: port)
-        let connected = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else {
-            throw StackSetupError.unexpectedOutput(command: "connect 127.0.0.1:\(port)", output: "connection refused")
-        }
         guard Glibc.send(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
             throw StackSetupError.unexpectedOutput(command: "send to 127.0.0.1:\(port)", output: "")
         }
@@ -373,5 +404,24 @@ enum LoopbackExchange {
             received += chunk[..<count]
         }
         return received
+    }
+
+    /// Opens a TCP connection to 127.0.0.1:`port` with a 10 s receive timeout; the caller closes it.
+    static func connect(port: UInt16) throws -> Int32 {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw StackSetupError.unexpectedOutput(command: "socket", output: "") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = TestEnvironment.loopbackAddress(port: port)
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            close(descriptor)
+            throw StackSetupError.unexpectedOutput(command: "connect 127.0.0.1:\(port)", output: "connection refused")
+        }
+        return descriptor
     }
 }
