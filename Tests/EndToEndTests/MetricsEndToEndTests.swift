@@ -152,6 +152,38 @@ struct MetricsEndToEnd {
         #expect(lines.contains("mailcloak_draining 1"))
     }
 
+    /// Dropping the database ends the store's connection, so the snapshot ages past
+    /// the smallest allowed max_snapshot_age (20 s) and /readyz turns to 503.
+    @Test func readinessFailsOnStaleSnapshot() throws {
+        let settings = try StackSettings.fromEnvironment()
+        let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
+        defer { try? database.drop() }
+        try MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url).runChecked(["migrate"])
+        let daemon = try MetricsDaemon.start(
+            settings: settings, databaseURL: database.url,
+            databaseSettings: "resync_interval: 10s\n  max_snapshot_age: 20s")
+        defer { daemon.stop() }
+        let ready = try daemon.waitForReady(timeout: Self.readyTimeout)
+        try #require(ready.status == 200, "readyz: \(ready.body) log: \(daemon.log())")
+
+        try database.drop()
+        let deadline = Date().addingTimeInterval(45)
+        var stale = try daemon.get("/readyz")
+        while stale.status == 200, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.5)
+            stale = try daemon.get("/readyz")
+        }
+        let scrape = try daemon.get("/metrics")
+        let lines = Set(scrape.body.split(separator: "\n").map(String.init))
+
+        #expect(stale.status == 503)
+        #expect(stale.body.hasPrefix("database snapshot is "))
+        #expect(stale.body.hasSuffix(" s old, older than database.max_snapshot_age (20 s)\n"))
+        #expect(lines.contains("mailcloak_snapshot_loaded 1"))
+        #expect(lines.contains("mailcloak_store_connected 0"))
+        #expect(lines.contains("mailcloak_snapshot_max_age_seconds 20"))
+    }
+
     /// A mutual-TLS listener with certificates from certs-example/make-certs.sh.
     @Test func certificateExpiryMatchesFiles() throws {
         let settings = try StackSettings.fromEnvironment()
@@ -247,6 +279,7 @@ struct MetricsDaemon: Sendable {
 
     /// Writes the configuration and starts the daemon; `extraListeners` is YAML appended to the listener list.
     static func start(settings: StackSettings, databaseURL: String, directory: URL? = nil,
+                      databaseSettings: String = "",
                       extraListeners: (UInt16) -> String = { _ in "" }) throws -> MetricsDaemon {
         let directory = directory ?? settings.workDirectory
             .appendingPathComponent("metrics-e2e-\(UUID().uuidString.prefix(8))")
@@ -264,6 +297,7 @@ struct MetricsDaemon: Sendable {
               worker_threads: 2
             database:
               url: "\(databaseURL)"
+              \(databaseSettings)
             identity:
               provider: keycloak
               keycloak:
