@@ -39,7 +39,7 @@ public final class MailcloakServer: Sendable {
         }
         store = SnapshotStore(config: configuration.database, logger: logger)
         identities = try makeIdentityDirectory(config: configuration.identity, logger: logger)
-        metrics = try MetricsEndpoint(configuration: configuration, store: store, identities: identities, logger: logger)
+        metrics = MetricsEndpoint(configuration: configuration, store: store, identities: identities, logger: logger)
         workers = WorkerPool(
             threads: configuration.server.workerThreads, queueLimit: configuration.server.workerQueueLimit)
         let resolver = Resolver(

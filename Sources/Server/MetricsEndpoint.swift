@@ -47,9 +47,10 @@ public final class MetricsEndpoint: Sendable {
 
     /// Registers every family and binds the HTTP listener when `metrics.enabled` is true.
     ///
-    /// - Throws: `MetricsServerError` when the address cannot be bound.
+    /// An address that cannot be bound is logged as an error and leaves the daemon
+    /// without the endpoint, because a busy metrics port must not stop mail from flowing.
     init(configuration: Configuration, store: SnapshotStore, identities: CachedIdentityDirectory,
-         logger: Logger) throws(MetricsServerError) {
+         logger: Logger) {
         registry = MetricsRegistry()
         serverMetrics = ServerMetrics(registry: registry)
         self.store = store
@@ -70,7 +71,15 @@ public final class MetricsEndpoint: Sendable {
         let routes = MetricsRoutes(registry: registry) {
             Self.notReadyReason(state: state, status: store.status, maxSnapshotAge: maxSnapshotAge)
         }
-        http = try MetricsHTTPServer(host: configuration.metrics.host, port: configuration.metrics.port, routes: routes)
+        do {
+            http = try MetricsHTTPServer(
+                host: configuration.metrics.host, port: configuration.metrics.port, routes: routes)
+        } catch {
+            logger.error("metrics endpoint not started", [
+                (.address, configuration.metrics.listen), (.error, error.description),
+            ])
+            http = nil
+        }
     }
 
     /// The bound port, or nil when the endpoint is turned off.

@@ -264,6 +264,36 @@ struct MetricsEndToEnd {
         return seconds
     }
 
+    /// Another socket holds the metrics port: the daemon logs the failure and still serves requests.
+    @Test func busyMetricsPortKeepsServing() throws {
+        let settings = try StackSettings.fromEnvironment()
+        let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
+        defer { try? database.drop() }
+        let ctl = MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url)
+        try ctl.runChecked(["migrate"])
+        try ctl.runChecked(["domains", "add", "example.com"])
+        let busyPort = try TestEnvironment.freePorts(count: 1)
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = TestEnvironment.loopbackAddress(port: busyPort)
+        let bound = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(bound == 0 && listen(holder, 1) == 0)
+
+        let daemon = try MetricsDaemon.start(settings: settings, databaseURL: database.url, metricsPort: busyPort)
+        defer { daemon.stop() }
+        let logged = daemon.waitForLog("event=\"metrics endpoint not started\"", timeout: Self.readyTimeout)
+        let started = daemon.waitForLog("event=\"mailcloak started\"", timeout: Self.readyTimeout)
+        let replies = try daemon.socketmap(["domain example.com"])
+
+        #expect(logged)
+        #expect(started)
+        #expect(replies == ["OK example.com"])
+    }
+
     @Test func alertRulesPassPromtool() throws {
         let rules = TestEnvironment.repositoryRoot.appendingPathComponent("deploy/monitoring/mailcloak-alerts.yml")
         let result = try TestEnvironment.run("/usr/bin/promtool", ["check", "rules", rules.path])
@@ -304,7 +334,7 @@ struct MetricsDaemon: Sendable {
 
     /// Writes the configuration and starts the daemon; `extraListeners` is YAML appended to the listener list.
     static func start(settings: StackSettings, databaseURL: String, directory: URL? = nil,
-                      databaseSettings: String = "",
+                      databaseSettings: String = "", metricsPort: UInt16? = nil,
                       extraListeners: (UInt16) -> String = { _ in "" }) throws -> MetricsDaemon {
         let directory = directory ?? settings.workDirectory
             .appendingPathComponent("metrics-e2e-\(UUID().uuidString.prefix(8))")
@@ -333,7 +363,7 @@ struct MetricsDaemon: Sendable {
                 request_timeout: 1s
                 connect_timeout: 1s
             metrics:
-              listen: "127.0.0.1:\(ports + 1)"
+              listen: "127.0.0.1:\(metricsPort ?? ports + 1)"
             log:
               level: debug
 
@@ -344,7 +374,8 @@ struct MetricsDaemon: Sendable {
         let pid = try TestEnvironment.launch(
             settings.mailcloakPath, ["serve", "--config", configFile.path],
             outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
-        return MetricsDaemon(pid: pid, port: ports, metricsPort: ports + 1, directory: directory, logFile: logFile)
+        return MetricsDaemon(
+            pid: pid, port: ports, metricsPort: metricsPort ?? ports + 1, directory: directory, logFile: logFile)
     }
 
     func log() -> String { TestEnvironment.readText(logFile) }
