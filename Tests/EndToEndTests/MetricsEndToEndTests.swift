@@ -264,7 +264,7 @@ struct MetricsEndToEnd {
         return seconds
     }
 
-    /// Another socket holds the metrics port: the daemon logs the failure and still serves requests.
+    /// Another socket is bound to the metrics port: the daemon logs the failure and still serves requests.
     @Test func busyMetricsPortKeepsServing() throws {
         let settings = try StackSettings.fromEnvironment()
         let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
