@@ -184,8 +184,8 @@ struct MetricsEndToEnd {
         #expect(lines.contains("mailcloak_snapshot_max_age_seconds 20"))
     }
 
-    /// A mutual-TLS listener with certificates from certs-example/make-certs.sh: handshake
-    /// counts after one good and one certificate-less client, and the certificates' expiries.
+    /// A mutual-TLS listener with certificates from certs-example/make-certs.sh: handshake counts
+    /// after two mx1 clients and one without a certificate, one access denial, and the expiries.
     @Test func tlsListenerCountsAndExpiries() throws {
         let settings = try StackSettings.fromEnvironment()
         let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
@@ -219,11 +219,16 @@ struct MetricsEndToEnd {
         let caExpiry = try expiry(of: certificates.appendingPathComponent("ca.crt"))
         let tlsPort = daemon.port + 3
         try handshake(port: tlsPort, certificates: certificates, clientCertificate: "client-mx1")
+        // mx1 may use the policy service only, so a socketmap query is denied.
+        try handshake(port: tlsPort, certificates: certificates, clientCertificate: "client-mx1",
+                      input: "18:domain example.com,")
         // Without a client certificate the server fails the handshake.
         try handshake(port: tlsPort, certificates: certificates, clientCertificate: nil)
         let failed = "mailcloak_tls_handshakes_total{listener=\"mtls\",result=\"failed\"} 1"
-        let completed = "mailcloak_tls_handshakes_total{listener=\"mtls\",result=\"completed\"} 1"
+        let completed = "mailcloak_tls_handshakes_total{listener=\"mtls\",result=\"completed\"} 2"
+        let denied = "mailcloak_access_denied_total{listener=\"mtls\",service=\"socketmap\"} 1"
         _ = try daemon.waitForScrape(containing: failed, timeout: 5)
+        _ = try daemon.waitForScrape(containing: denied, timeout: 5)
         let scrape = try daemon.waitForScrape(containing: completed, timeout: 5)
         let lines = Set(scrape.body.split(separator: "\n").map(String.init))
         let check = try promtool(["check", "metrics"], input: scrape.body, in: daemon.directory)
@@ -233,13 +238,15 @@ struct MetricsEndToEnd {
         #expect(lines.contains("\(name){listener=\"mtls\",role=\"client_ca\"} \(caExpiry)"))
         #expect(lines.contains(completed))
         #expect(lines.contains(failed))
-        #expect(lines.contains("mailcloak_access_denied_total{listener=\"mtls\",service=\"socketmap\"} 0"))
+        #expect(lines.contains(denied))
+        #expect(lines.contains("mailcloak_access_denied_total{listener=\"mtls\",service=\"policy\"} 0"))
         #expect(!lines.contains { $0.contains("listener=\"metrics-e2e\"") })
         #expect(check.status == 0, "promtool: \(check.standardOutput) \(check.standardError)")
     }
 
-    /// Runs one `openssl s_client` handshake against `port`, with the named client certificate or none.
-    private func handshake(port: UInt16, certificates: URL, clientCertificate: String?) throws {
+    /// Runs one `openssl s_client` handshake against `port`, with the named client certificate or none,
+    /// and sends `input` once the handshake is done.
+    private func handshake(port: UInt16, certificates: URL, clientCertificate: String?, input: String = "") throws {
         var arguments = [
             "s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", certificates.appendingPathComponent("ca.crt").path,
             "-servername", "mailcloak.test",
@@ -250,8 +257,9 @@ struct MetricsEndToEnd {
                 "-key", certificates.appendingPathComponent("\(clientCertificate).key").path,
             ]
         }
-        // Standard input is /dev/null, so s_client closes right after the handshake.
-        _ = try TestEnvironment.run("/usr/bin/openssl", arguments, timeout: 10)
+        // s_client sends its standard input and closes at its end.
+        let command = "input=$1; shift; printf '%s' \"$input\" | /usr/bin/openssl \"$@\""
+        _ = try TestEnvironment.run("/bin/sh", ["-c", command, "sh", input] + arguments, timeout: 10)
     }
 
     /// Returns a certificate's notAfter in seconds since 1970, as openssl and date(1) read it.
