@@ -84,6 +84,20 @@ struct ServerLoopEndToEnd {
         #expect(daemon.log().contains("event=\"draining connections\""))
         #expect(!daemon.log().contains("drain timeout passed"))
     }
+
+    @Test func drainTimeoutEndsStalledConnection() throws {
+        let daemon = try LoopDaemon.start(name: "drain-timeout", prefix: [], serverKeys: ["drain_timeout: 1s"])
+        defer { daemon.kill() }
+        let idle = try #require(RequestSocket(port: daemon.port))
+        let stalled = try #require(RequestSocket(port: daemon.port))
+        #expect(idle.exchange(policyRequest) == tempfailReply)
+        // Half a request: the daemon waits for the rest until io_timeout (30 s), longer than the drain.
+        #expect(stalled.write("request=smtpd_access_policy\n"))
+        kill(daemon.pid, SIGTERM)
+
+        #expect(daemon.waitForExit(timeout: 15) == 0)
+        #expect(daemon.log().contains("event=\"drain timeout passed, closing remaining connections\" count=1"))
+    }
 }
 
 @Suite(.serialized, .enabled(if: getuid() == 0, "switching users needs root"))
@@ -150,7 +164,6 @@ private struct LoopDaemon {
             server:
               reactor_threads: 2
               worker_threads: 2
-              drain_timeout: 10s
             \(serverKeys.map { "  " + $0 + "\n" }.joined())database:
               url: "postgresql://mailcloak@127.0.0.1:1/mailcloak"
               connect_timeout: 1s
