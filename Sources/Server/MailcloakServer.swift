@@ -137,21 +137,28 @@ public final class MailcloakServer: Sendable {
     public var isDraining: Bool { drainStarted.load(ordering: .relaxed) }
 
     /// Stops accepting, then waits until every connection has closed after its current request
-    /// was answered, or until `timeout` seconds passed. Returns the connections still open.
-    /// Call ``stop()`` after it to close what is left.
+    /// was answered, until `timeout` seconds passed, or until `interrupted` returns true (it is
+    /// polled every 10 ms). Returns the connections still open. Call ``stop()`` after it to close them.
     @discardableResult
-    public func drain(timeout: Double) -> Int {
+    public func drain(timeout: Double, interrupted: () -> Bool = { false }) -> Int {
         drainStarted.store(true, ordering: .relaxed)
         metrics.setDraining(true)
         logger.info("draining connections", [(.count, String(loops.openConnections)),
                                               (.duration, String(Int(timeout * 1000)))])
         loops.beginDrain()
         let deadline = Reactor.monotonicSeconds() + timeout
+        var wasInterrupted = false
         while loops.openConnections > 0, Reactor.monotonicSeconds() < deadline {
+            if interrupted() {
+                wasInterrupted = true
+                break
+            }
             usleep(10_000)
         }
         let remaining = loops.openConnections
-        if remaining > 0 {
+        if wasInterrupted {
+            logger.warning("drain interrupted, closing remaining connections", [(.count, String(remaining))])
+        } else if remaining > 0 {
             logger.warning("drain timeout passed, closing remaining connections", [(.count, String(remaining))])
         } else {
             logger.info("drain finished")

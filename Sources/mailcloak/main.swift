@@ -141,8 +141,20 @@ func dropPrivileges(_ privileges: ServerPrivilegesConfig) {
     }
 }
 
+/// Reports, without waiting, whether SIGTERM or SIGINT is pending. Both are blocked in every
+/// thread, so a pending one is taken here and not delivered later.
+func receivedStopSignal() -> Bool {
+    var stopSignals = sigset_t()
+    sigemptyset(&stopSignals)
+    sigaddset(&stopSignals, SIGTERM)
+    sigaddset(&stopSignals, SIGINT)
+    var noWait = timespec(tv_sec: 0, tv_nsec: 0)
+    return sigtimedwait(&stopSignals, nil, &noWait) > 0
+}
+
 /// Runs the daemon until SIGTERM or SIGINT, then drains its connections for up to
-/// `server.drain_timeout` and exits 0. Signals that arrive during the drain wait until it ends.
+/// `server.drain_timeout` and exits 0. A second SIGTERM or SIGINT ends the drain at once.
+/// SIGHUP during the drain waits until it ends.
 func runServe(_ path: String) -> Never {
     let configuration = loadConfiguration(path)
     applyLogSettings(configuration)
@@ -170,7 +182,7 @@ func runServe(_ path: String) -> Never {
             continue
         }
         Logger.shared.info("stopping", [(.reason, received == SIGTERM ? "SIGTERM" : "SIGINT")])
-        server.drain(timeout: configuration.server.limits.drainTimeout)
+        server.drain(timeout: configuration.server.limits.drainTimeout) { receivedStopSignal() }
         server.stop()
         exit(0)
     }

@@ -98,6 +98,19 @@ struct ServerLoopEndToEnd {
         #expect(daemon.waitForExit(timeout: 15) == 0)
         #expect(daemon.log().contains("event=\"drain timeout passed, closing remaining connections\" count=1"))
     }
+
+    @Test func secondSigtermEndsDrain() throws {
+        let daemon = try LoopDaemon.start(name: "drain-twice", prefix: [], serverKeys: ["drain_timeout: 1h"])
+        defer { daemon.kill() }
+        let stalled = try #require(RequestSocket(port: daemon.port))
+        #expect(stalled.write("request=smtpd_access_policy\n"))
+        kill(daemon.pid, SIGTERM)
+        #expect(daemon.waitForLog("event=\"draining connections\""))
+        kill(daemon.pid, SIGTERM)
+
+        #expect(daemon.waitForExit(timeout: 15) == 0)
+        #expect(daemon.log().contains("event=\"drain interrupted, closing remaining connections\" count=1"))
+    }
 }
 
 @Suite(.serialized, .enabled(if: getuid() == 0, "switching users needs root"))
