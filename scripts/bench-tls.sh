@@ -139,6 +139,7 @@ measure() {
     resumed) set -- "$@" --connections "$handshake_connections" --new-connection-per-request --resume ;;
     esac
     server=$1
+    server_threads_now=$4
     name="$1-$4-$6-$5"
     recording=""
     if [ -n "$perf_dir" ] && [ "$5" = 1 ] && [ "$6" = persistent ]; then
@@ -154,10 +155,10 @@ measure() {
         wait "$recording" || true
         mkdir -p "$perf_dir"
         perf report -i "$demo_dir/perf.data" --no-children --percent-limit 0.5 --stdio \
-            >"$perf_dir/perf-$server-$4.txt" 2>/dev/null || true
+            >"$perf_dir/perf-$server-$server_threads_now.txt" 2>/dev/null || true
         perf report -i "$demo_dir/perf.data" --no-children --sort dso --stdio \
-            >"$perf_dir/perf-$server-$4-dso.txt" 2>/dev/null || true
-        echo "perf reports written to $perf_dir/perf-$server-$4.txt and perf-$server-$4-dso.txt"
+            >"$perf_dir/perf-$server-$server_threads_now-dso.txt" 2>/dev/null || true
+        echo "perf reports written to $perf_dir/perf-$server-$server_threads_now.txt and -dso.txt"
     fi
 }
 
