@@ -47,6 +47,8 @@ struct WorkerResult: Sendable {
     /// TLS handshakes completed while measuring, and how many of them resumed a session.
     var handshakes = 0
     var resumedHandshakes = 0
+    /// The protocol version and cipher of the first completed handshake, such as "TLSv1.3 TLS_AES_256_GCM_SHA384".
+    var negotiated: String?
 }
 
 /// Monotonic time in nanoseconds.
@@ -453,6 +455,10 @@ extension LoadWorker {
         }
         let now = monotonicNanoseconds()
         lastProgress = now
+        if result.negotiated == nil {
+            let cipher = SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "unknown cipher"
+            result.negotiated = "\(String(cString: SSL_get_version(ssl))) \(cipher)"
+        }
         if isMeasuring(now) {
             result.handshakes += 1
             if SSL_session_reused(ssl) == 1 { result.resumedHandshakes += 1 }

@@ -25,6 +25,7 @@ struct Report {
             total.connections += result.connections
             total.handshakes += result.handshakes
             total.resumedHandshakes += result.resumedHandshakes
+            total.negotiated = total.negotiated ?? result.negotiated
         }
         switch options.stop {
         case .duration(let seconds):
@@ -88,6 +89,7 @@ struct Report {
         if options.tls != nil {
             line += "  TLS handshakes \(total.handshakes) (\(perSecond(total.handshakes))/s)"
                 + "  resumed \(total.resumedHandshakes) (\(perSecond(total.resumedHandshakes))/s)"
+                + "  \(total.negotiated ?? "no handshake completed")"
         }
         if options.newConnectionPerRequest { line += "  latency below runs from connect to reply" }
         return line
