@@ -73,6 +73,11 @@ public final class EventLoop: @unchecked Sendable {
     private var acceptBackoff: [Int: AcceptBackoff] = [:]
     /// Set by `beginDrain()`: listeners are removed and connections close once idle.
     private var isDraining = false
+    /// Monotonic time when the drain began.
+    private var drainStartedAt: Double = 0
+    /// While draining, a connection whose last traffic is older than the drain closes only
+    /// after this much quiet, because its client may be writing its next request right now.
+    static let drainQuietPeriod: Double = 0.25
     var connections: [ConnectionID: Connection] = [:]
     private var readableQueue: [Connection] = []
     private var scratch = [UInt8](repeating: 0, count: 65536)
@@ -134,6 +139,7 @@ public final class EventLoop: @unchecked Sendable {
         execute { [self] in
             guard !isDraining else { return }
             isDraining = true
+            drainStartedAt = monotonicSeconds()
             for listener in listeners {
                 selector.remove(listener.descriptor)
             }
@@ -151,9 +157,16 @@ public final class EventLoop: @unchecked Sendable {
                 continue
             }
             guard connection.hasNothingPending else { continue }
+            // A connection that got a reply after the drain began closes at once: its client
+            // reads the reply and then the end of the stream. One quiet since before the drain
+            // closes after `drainQuietPeriod`, so that a client in the middle of writing its
+            // next request is not cut off.
+            let repliedDuringDrain = connection.lastActivity >= drainStartedAt
+            guard repliedDuringDrain || now - connection.lastActivity >= Self.drainQuietPeriod else { continue }
             // A request may wait in the socket buffer, unseen by epoll yet: read it before closing.
             // NOTE: A request that arrives between this read and the close is lost, and the client
-            // sees a reset. Postfix then reconnects and asks again, but another client may not.
+            // sees a reset. That takes a client that wrote nothing for the quiet period and then
+            // writes at that instant. Postfix then reconnects and asks again.
             if !connection.inputClosed {
                 readAvailable(connection)
             }

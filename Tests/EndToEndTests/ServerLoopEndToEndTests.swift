@@ -91,6 +91,8 @@ struct ServerLoopEndToEnd {
         let idle = try #require(RequestSocket(port: daemon.port))
         let stalled = try #require(RequestSocket(port: daemon.port))
         #expect(idle.exchange(policyRequest) == tempfailReply)
+        // A whole request first, so the daemon has accepted the connection before the signal.
+        #expect(stalled.exchange(policyRequest) == tempfailReply)
         // Half a request: the daemon waits for the rest until io_timeout (30 s), longer than the drain.
         #expect(stalled.write("request=smtpd_access_policy\n"))
         kill(daemon.pid, SIGTERM)
@@ -103,6 +105,8 @@ struct ServerLoopEndToEnd {
         let daemon = try LoopDaemon.start(name: "drain-twice", prefix: [], serverKeys: ["drain_timeout: 1h"])
         defer { daemon.kill() }
         let stalled = try #require(RequestSocket(port: daemon.port))
+        // A whole request first, so the daemon has accepted the connection before the signal.
+        #expect(stalled.exchange(policyRequest) == tempfailReply)
         #expect(stalled.write("request=smtpd_access_policy\n"))
         kill(daemon.pid, SIGTERM)
         #expect(daemon.waitForLog("event=\"draining connections\""))
