@@ -370,7 +370,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False
+    # SO_REUSEADDR lets a restart bind while old connections sit in TIME_WAIT; on Linux it
+    # does not let two processes listen on one port (that would take SO_REUSEPORT).
+    allow_reuse_address = True
 
     def __init__(self, address, directory, verbose):
         super().__init__(address, Handler)
