@@ -61,11 +61,15 @@ let package = Package(
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
         .testTarget(name: "TLSTests", dependencies: ["Reactor", "Config", "Log", "CShim", "COpenSSL"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
-        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log"]),
+        // Helpers shared by test targets: a throwaway redis-server.
+        .target(name: "TestSupport", dependencies: ["RedisCache"], path: "Tests/TestSupport"),
+        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IdentityProviderTests",
-            dependencies: ["IdentityProvider", "Model", "Config", "Log", "RedisCache", "Resolver", "PolicyProtocol"]
+            dependencies: [
+                "IdentityProvider", "Model", "Config", "Log", "RedisCache", "Resolver", "PolicyProtocol", "TestSupport",
+            ]
         ),
         // Tests against real services: PostgreSQL, the Keycloak development
         // directory, Postfix. scripts/test.sh starts what they need.

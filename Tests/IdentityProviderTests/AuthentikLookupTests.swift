@@ -3,6 +3,7 @@
 // shared Redis cache in front of Authentik.
 import Config
 import Model
+import TestSupport
 import Testing
 
 @testable import IdentityProvider

@@ -5,6 +5,7 @@
 import Config
 import Model
 import RedisCache
+import TestSupport
 import Testing
 
 @testable import IdentityProvider

@@ -4,6 +4,7 @@ import Foundation
 import Model
 import RedisCache
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite(.serialized) final class CacheFlushCommandTests {

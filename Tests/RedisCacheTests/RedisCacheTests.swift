@@ -5,6 +5,7 @@ import Log
 import Model
 import RedisCache
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)

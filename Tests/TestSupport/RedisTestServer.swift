@@ -10,19 +10,19 @@ import RedisCache
     import Glibc
 #endif
 
-enum RedisTestServerError: Error {
+package enum RedisTestServerError: Error {
     case startFailed(String)
 }
 
-final class RedisTestServer: @unchecked Sendable {
+package final class RedisTestServer: @unchecked Sendable {
     // @unchecked: `pid` changes only in start/stop, which tests call from one thread.
-    private(set) var port: Int
+    package private(set) var port: Int
     private var pid: pid_t = 0
     private let directory: String
 
     private let extraArguments: [String]
 
-    init(extraArguments: [String] = []) throws {
+    package init(extraArguments: [String] = []) throws {
         self.extraArguments = extraArguments
         directory = NSTemporaryDirectory() + "mailcloak-redis-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -35,7 +35,7 @@ final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Starts a sentinel that monitors `primary` under the name `master`.
-    convenience init(sentinelFor primary: RedisTestServer, master: String) throws {
+    package convenience init(sentinelFor primary: RedisTestServer, master: String) throws {
         try self.init(configuration: { port, directory in
             "port \(port)\nbind 127.0.0.1\ndir \(directory)\nsentinel monitor \(master) 127.0.0.1 \(primary.port) 1\n"
         })
@@ -61,13 +61,13 @@ final class RedisTestServer: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    var endpoint: RedisEndpoint {
+    package var endpoint: RedisEndpoint {
         RedisEndpoint(host: "127.0.0.1", port: port, connectTimeout: 0.5, commandTimeout: 0.5)
     }
 
     /// Starts redis-server on `port`; false when the port was taken.
     @discardableResult
-    func start() throws -> Bool {
+    package func start() throws -> Bool {
         try start(arguments: [
             "/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory, "--logfile", directory + "/redis.log",
@@ -121,7 +121,7 @@ final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Kills the server (SIGKILL, as a crash would) and reaps it.
-    func kill() {
+    package func kill() {
         guard pid != 0 else { return }
         Glibc.kill(pid, SIGKILL)
         var waitStatus: Int32 = 0
@@ -130,17 +130,17 @@ final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Pauses the server (SIGSTOP), so that it accepts connections but sends no reply.
-    func pause() {
+    package func pause() {
         if pid != 0 { Glibc.kill(pid, SIGSTOP) }
     }
 
     /// Lets a paused server run again (SIGCONT).
-    func resume() {
+    package func resume() {
         if pid != 0 { Glibc.kill(pid, SIGCONT) }
     }
 
     /// Stops the server with SIGTERM and reaps it.
-    func stop() {
+    package func stop() {
         guard pid != 0 else { return }
         Glibc.kill(pid, SIGTERM)
         var waitStatus: Int32 = 0
@@ -155,7 +155,7 @@ final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Sends one command on a new connection.
-    func command(_ arguments: [String]) throws -> RedisReply {
+    package func command(_ arguments: [String]) throws -> RedisReply {
         try RedisConnection(endpoint).command(arguments)
     }
 }
