@@ -9,7 +9,7 @@ set -eu
 # /metrics output and the alert rules. It is large (about 100 MB installed),
 # and on a host with systemd Debian also starts its prometheus service on port
 # 9090: run `systemctl disable --now prometheus` where that is not wanted.
-PACKAGES="pkg-config curl libssl-dev openssl stunnel4 libpq-dev libcurl4-openssl-dev libyaml-dev libargon2-dev libsqlite3-dev sqlite3
+PACKAGES="pkg-config curl procps libssl-dev openssl stunnel4 libpq-dev libcurl4-openssl-dev libyaml-dev libargon2-dev libsqlite3-dev sqlite3
 libhiredis-dev redis-server postgresql-15 postgresql-client-15 postfix swaks python3 dovecot-core dovecot-pgsql prometheus"
 
 missing=""
