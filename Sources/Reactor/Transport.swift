@@ -1,4 +1,4 @@
-// The byte stream under a connection. Plain sockets implement it here; a TLS
+// The byte stream under a connection. Plain sockets implement it here. A TLS
 // transport wraps a socket the same way, so connections and protocol handlers
 // never know which one they run on.
 #if canImport(Glibc)
@@ -13,7 +13,7 @@ public enum TransportResult: Equatable {
     case wouldBlock(IOInterest)
     /// The peer closed its side (reads only).
     case endOfStream
-    /// The connection failed; the errno or library code says why.
+    /// The connection failed with this errno or library error code.
     case failed(Int32)
 }
 

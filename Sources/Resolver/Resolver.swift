@@ -1,5 +1,5 @@
-// The decision engine shared by the policy and socketmap services. It answers
-// from the snapshot and from identity answers already in memory; when one is
+// The decision engine shared by the policy and socketmap services. It decides
+// from the snapshot and from identity answers already in memory. When one is
 // missing it returns the key to fetch, and the caller asks again with the
 // fetched answer. Every decision is a pure function of the request, the
 // snapshot, the identity answers and the configuration.
