@@ -56,12 +56,12 @@ let package = Package(
 
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "ModelTests", dependencies: ["Model"]),
-        .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol"]),
-        .testTarget(name: "SocketmapTests", dependencies: ["Socketmap"]),
+        .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol", "TestSupport"]),
+        .testTarget(name: "SocketmapTests", dependencies: ["Socketmap", "TestSupport"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
         .testTarget(name: "TLSTests", dependencies: ["Reactor", "Config", "Log", "CShim", "COpenSSL"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
-        // Helpers shared by test targets: a throwaway redis-server.
+        // Helpers shared by test targets: a throwaway redis-server, byte-stream chunking.
         .target(name: "TestSupport", dependencies: ["RedisCache"], path: "Tests/TestSupport"),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),

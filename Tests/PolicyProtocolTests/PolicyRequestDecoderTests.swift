@@ -1,6 +1,7 @@
-import Testing
 
 @testable import PolicyProtocol
+import TestSupport
+import Testing
 
 private let roomyLimits = PolicyLimits(maxLineLength: 4096, maxAttributes: 100, maxRequestSize: 65536)
 

@@ -4,8 +4,9 @@ import Reactor
 import Synchronization
 import Testing
 
-/// Replies `ok\n` to every complete line; closes on a line `bye`.
-private final class LineHandler: ConnectionHandler {
+/// Replies `ok LINE\n` to every complete line and closes on a line `bye`. The lines `later`
+/// and `slow` are answered `late\n` from another thread, as a worker would, `slow` after 200 ms.
+final class LineHandler: ConnectionHandler {
     func connectionReadable(_ connection: Connection) {
         // One line at a time, as a protocol session does, so that a paused
         // connection keeps the rest of its input.
@@ -14,12 +15,15 @@ private final class LineHandler: ConnectionHandler {
                 connection.close(reason: .protocolError)
                 return
             }
-            if line == "later" {
-                // Answer from another thread, as a worker would.
+            if line == "later" || line == "slow" {
                 connection.isReadingPaused = true
                 let loop = connection.eventLoop
                 let id = connection.id
-                Thread.detachNewThread { loop.deliver("late\n", to: id) }
+                let delay: UInt32 = line == "slow" ? 200_000 : 0
+                Thread.detachNewThread {
+                    usleep(delay)
+                    loop.deliver("late\n", to: id)
+                }
                 return
             }
             connection.send(Array("ok \(line)\n".utf8))
@@ -49,7 +53,7 @@ private final class LineHandler: ConnectionHandler {
     func connectionClosed(_ connection: Connection, reason: CloseReason) {}
 }
 
-private struct LineFactory: ConnectionHandlerFactory {
+struct LineFactory: ConnectionHandlerFactory {
     func makeHandler(for connection: Connection) -> any ConnectionHandler { LineHandler() }
 }
 

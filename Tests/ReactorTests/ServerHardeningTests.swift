@@ -6,52 +6,7 @@ import Reactor
 import Synchronization
 import Testing
 
-/// Replies `ok LINE\n` to each line; `slow` is answered `late\n` from another thread after 200 ms.
-private final class EchoHandler: ConnectionHandler {
-    func connectionReadable(_ connection: Connection) {
-        while !connection.isReadingPaused, !connection.isClosed, let line = takeLine(connection) {
-            if line == "slow" {
-                connection.isReadingPaused = true
-                let loop = connection.eventLoop
-                let id = connection.id
-                Thread.detachNewThread {
-                    usleep(200_000)
-                    loop.deliver("late\n", to: id)
-                }
-                return
-            }
-            connection.send(Array("ok \(line)\n".utf8))
-        }
-    }
-
-    private func takeLine(_ connection: Connection) -> String? {
-        var line: String?
-        connection.withInput { buffer in
-            guard let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) else { return 0 }
-            line = String(decoding: buffer[..<newline], as: UTF8.self)
-            return newline + 1
-        }
-        if line == nil, connection.bufferedInputCount > 0 {
-            connection.markRequestStarted()
-        } else {
-            connection.markRequestComplete()
-        }
-        return line
-    }
-
-    func connectionReceived(_ message: any Sendable, on connection: Connection) {
-        connection.send(Array((message as! String).utf8))
-        connection.isReadingPaused = false
-    }
-
-    func connectionClosed(_ connection: Connection, reason: CloseReason) {}
-}
-
-private struct EchoFactory: ConnectionHandlerFactory {
-    func makeHandler(for connection: Connection) -> any ConnectionHandler { EchoHandler() }
-}
-
-private func startEchoGroup(
+private func startLineGroup(
     listeners: [ListenerConfig], maxConnections: Int = 100, maxPerSource: Int = 100, ioTimeout: Double = 60
 ) throws -> ServerLoopGroup {
     let sockets = try listeners.map { try ListeningSocket.bind($0) }
@@ -60,7 +15,7 @@ private func startEchoGroup(
         limits: ConnectionLimits(
             idleTimeout: 60, ioTimeout: ioTimeout, maxConnections: maxConnections,
             maxConnectionsPerSource: maxPerSource),
-        factory: EchoFactory())
+        factory: LineFactory())
     group.start()
     return group
 }
@@ -158,7 +113,7 @@ private final class LineClient {
 
 @Suite struct ConnectionLimitTests {
     @Test func globalLimitClosesExtraConnection() throws {
-        let group = try startEchoGroup(listeners: [loopbackV4], maxConnections: 2)
+        let group = try startLineGroup(listeners: [loopbackV4], maxConnections: 2)
         defer { group.stop() }
         let port = group.listeners[0].port!
         let first = try LineClient(host: "127.0.0.1", port: port)
@@ -173,7 +128,7 @@ private final class LineClient {
     }
 
     @Test func globalLimitFreesSlotOnClose() throws {
-        let group = try startEchoGroup(listeners: [loopbackV4], maxConnections: 1)
+        let group = try startLineGroup(listeners: [loopbackV4], maxConnections: 1)
         defer { group.stop() }
         let port = group.listeners[0].port!
         var first: LineClient? = try LineClient(host: "127.0.0.1", port: port)
@@ -191,7 +146,7 @@ private final class LineClient {
 
     @Test func perSourceLimitSparesOtherAddress() throws {
         let v6 = ListenerConfig(name: "v6", address: .tcp(host: "::1", port: 0))
-        let group = try startEchoGroup(listeners: [loopbackV4, v6], maxPerSource: 1)
+        let group = try startLineGroup(listeners: [loopbackV4, v6], maxPerSource: 1)
         defer { group.stop() }
         let first = try LineClient(host: "127.0.0.1", port: group.listeners[0].port!)
         #expect(first.request("a") == "ok a")
@@ -206,7 +161,7 @@ private final class LineClient {
     @Test func perSourceLimitExemptsUnixPeers() throws {
         let path = NSTemporaryDirectory() + "mc-limit-\(getpid()).sock"
         let unix = ListenerConfig(name: "unix", address: .unix(path: path))
-        let group = try startEchoGroup(listeners: [unix], maxPerSource: 1)
+        let group = try startLineGroup(listeners: [unix], maxPerSource: 1)
         defer {
             group.stop()
             unlink(path)
@@ -221,7 +176,7 @@ private final class LineClient {
 
 @Suite struct DrainTests {
     @Test func drainClosesIdleConnection() throws {
-        let group = try startEchoGroup(listeners: [loopbackV4])
+        let group = try startLineGroup(listeners: [loopbackV4])
         defer { group.stop() }
         let client = try LineClient(host: "127.0.0.1", port: group.listeners[0].port!)
         #expect(client.request("a") == "ok a")
@@ -230,7 +185,7 @@ private final class LineClient {
     }
 
     @Test func drainAnswersRequestOnWorker() throws {
-        let group = try startEchoGroup(listeners: [loopbackV4])
+        let group = try startLineGroup(listeners: [loopbackV4])
         defer { group.stop() }
         let client = try LineClient(host: "127.0.0.1", port: group.listeners[0].port!)
         #expect(client.request("a") == "ok a")
@@ -243,7 +198,7 @@ private final class LineClient {
     }
 
     @Test func drainAnswersPipelinedRequests() throws {
-        let group = try startEchoGroup(listeners: [loopbackV4])
+        let group = try startLineGroup(listeners: [loopbackV4])
         defer { group.stop() }
         let client = try LineClient(host: "127.0.0.1", port: group.listeners[0].port!)
         client.send("slow\nb\nc\n")
@@ -256,7 +211,7 @@ private final class LineClient {
     }
 
     @Test func drainEndsWithNoOpenConnections() throws {
-        let group = try startEchoGroup(listeners: [loopbackV4])
+        let group = try startLineGroup(listeners: [loopbackV4])
         defer { group.stop() }
         let clients = try (0..<4).map { _ in try LineClient(host: "127.0.0.1", port: group.listeners[0].port!) }
         for (index, client) in clients.enumerated() {
@@ -277,7 +232,7 @@ private final class LineClient {
 
 @Suite struct SlowClientTests {
     @Test func slowSendersCloseAtIOTimeout() throws {
-        let group = try startEchoGroup(listeners: [loopbackV4], ioTimeout: 0.5)
+        let group = try startLineGroup(listeners: [loopbackV4], ioTimeout: 0.5)
         defer { group.stop() }
         let port = group.listeners[0].port!
         let slow = try (0..<3).map { _ in try LineClient(host: "127.0.0.1", port: port) }

@@ -1,6 +1,7 @@
-import Testing
 
 @testable import Socketmap
+import TestSupport
+import Testing
 
 private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 

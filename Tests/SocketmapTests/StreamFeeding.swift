@@ -3,19 +3,7 @@
 // dropped from the front, as a server's read buffer would do.
 
 import Socketmap
-
-/// A small deterministic generator (SplitMix64), so that random chunkings repeat run to run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import TestSupport
 
 /// What a connection saw: the payloads decoded in order, the error that ended it, and bytes left over.
 struct FeedResult: Equatable {
@@ -52,29 +40,4 @@ func feed(_ chunks: [ArraySlice<UInt8>], maxLength: Int) -> FeedResult {
     }
     result.leftover = buffer
     return result
-}
-
-/// Splits `bytes` into two chunks at every offset, the empty ends included.
-func everySplit(_ bytes: [UInt8]) -> [[ArraySlice<UInt8>]] {
-    (0...bytes.count).map { cut in [bytes[..<cut], bytes[cut...]] }
-}
-
-/// Splits `bytes` into chunks of 1...maxChunk bytes, with an empty chunk now and then.
-func randomChunks(_ bytes: [UInt8], maxChunk: Int, using generator: inout SplitMix64) -> [ArraySlice<UInt8>] {
-    var chunks: [ArraySlice<UInt8>] = []
-    var offset = 0
-    while offset < bytes.count {
-        if Int.random(in: 0..<8, using: &generator) == 0 {
-            chunks.append([])
-        }
-        let size = min(Int.random(in: 1...maxChunk, using: &generator), bytes.count - offset)
-        chunks.append(bytes[offset..<(offset + size)])
-        offset += size
-    }
-    return chunks
-}
-
-/// Splits `bytes` into one chunk per byte.
-func byteByByte(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
-    bytes.indices.map { bytes[$0...$0] }
 }
