@@ -12,7 +12,7 @@ public struct ListenerInfo: Sendable, Equatable {
     public var name: String
     public var services: Set<ServiceKind>
     public var isUnix: Bool
-    /// The bound address, with the real port when the configuration said 0.
+    /// The bound address, with the real port when the configuration gave port 0.
     public var boundAddress: String
 }
 
