@@ -87,6 +87,7 @@ listeners:
         services: [policy, "socketmap:*"]
 server:
   reactor_threads: $2
+  allow_root: true
 database:
   url: "$database_url"
 identity:

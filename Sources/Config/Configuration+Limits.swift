@@ -21,6 +21,8 @@ public struct ServerPrivilegesConfig: Sendable, Equatable {
     public var user: String?
     /// Group name to run as; nil means the user's primary group, or the starting group without a user.
     public var group: String?
+    /// Whether the daemon may serve as root when `user` is unset; without it such a start fails.
+    public var allowRoot = false
 
     public init() {}
 }

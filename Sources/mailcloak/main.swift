@@ -120,14 +120,15 @@ func reloadSecurity(_ server: MailcloakServer, path: String) {
     }
 }
 
-/// Switches to `server.user` and `server.group` once the listeners are bound, or warns
-/// when serving as root without them. A failed switch ends the start.
+/// Switches to `server.user` and `server.group` once the listeners are bound. Serving as root
+/// without them ends the start unless `server.allow_root` is set. A failed switch ends the start.
 func dropPrivileges(_ privileges: ServerPrivilegesConfig) {
     guard privileges.user != nil || privileges.group != nil else {
-        // NOTE: Serving as root without server.user only warns. A refusal, with an explicit
-        // opt-in for root, would break setups that run mailcloak as root today.
         if geteuid() == 0 {
-            Logger.shared.warning("serving as root because server.user is unset")
+            guard privileges.allowRoot else {
+                fail("start failed: refusing to serve as root; set server.user, or server.allow_root: true")
+            }
+            Logger.shared.warning("serving as root because server.allow_root is set")
         }
         return
     }

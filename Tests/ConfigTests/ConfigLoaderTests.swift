@@ -298,6 +298,8 @@ private let invalidValueCases: [InvalidValueCase] = [
         yaml: "policy:\n  allow_authenticated_null_sender: yes\n", path: "policy.allow_authenticated_null_sender",
         found: "\"yes\"", expected: "true or false"),
     .init(
+        yaml: "server:\n  allow_root: 1\n", path: "server.allow_root", found: "\"1\"", expected: "true or false"),
+    .init(
         yaml: "policy:\n  recipient_delimiter: \"@\"\n", path: "policy.recipient_delimiter", found: "\"@\"",
         expected: "up to 8 ASCII punctuation characters other than @ and \", such as + or +-"),
     .init(

@@ -54,6 +54,7 @@ struct MailcloakDaemon: Sendable {
         server:
           reactor_threads: 2
           worker_threads: 4
+          allow_root: true
         database:
           url: "\(databaseURL)"
         identity:

@@ -358,6 +358,7 @@ struct MetricsDaemon: Sendable {
             server:
               reactor_threads: 2
               worker_threads: 2
+              allow_root: true
             database:
               url: "\(databaseURL)"
               \(databaseSettings)

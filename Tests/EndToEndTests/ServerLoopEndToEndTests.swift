@@ -139,11 +139,20 @@ struct PrivilegeDropEndToEnd {
         #expect(daemon.log().contains("unknown user mailcloak-no-such-user in server.user"))
     }
 
-    @Test func rootWithoutUserLogsWarning() throws {
+    @Test func rootWithoutUserFailsStart() throws {
+        let daemon = try LoopDaemon.launch(name: "root-refused", prefix: [], serverKeys: [], allowRoot: false)
+        defer { daemon.kill() }
+
+        #expect(daemon.waitForExit(timeout: 15) == 1)
+        #expect(daemon.log().contains(
+            "start failed: refusing to serve as root; set server.user, or server.allow_root: true"))
+    }
+
+    @Test func allowRootServesWithWarning() throws {
         let daemon = try LoopDaemon.start(name: "root", prefix: [])
         defer { daemon.kill() }
 
-        #expect(daemon.waitForLog("level=warning", "serving as root"))
+        #expect(daemon.waitForLog("level=warning", "server.allow_root is set"))
         #expect(daemon.stop() == 0)
     }
 }
@@ -164,8 +173,12 @@ private struct LoopDaemon {
         return daemon
     }
 
-    /// Starts the daemon, run through `prefix` when given, with `serverKeys` added to its `server` section.
-    static func launch(name: String, prefix: [String], serverKeys: [String]) throws -> LoopDaemon {
+    /// Starts the daemon, run through `prefix` when given, with `serverKeys` added to its `server`
+    /// section, and `allow_root: true` unless `allowRoot` is false (tests run as root in CI).
+    static func launch(
+        name: String, prefix: [String], serverKeys: [String], allowRoot: Bool = true
+    ) throws -> LoopDaemon {
+        let serverKeys = allowRoot ? serverKeys + ["allow_root: true"] : serverKeys
         let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let binary = URL(fileURLWithPath: runner).deletingLastPathComponent().appendingPathComponent("mailcloak").path
         let directory = try TestEnvironment.makeScratchDirectory(prefix: "mailcloak-loop-\(name)")

@@ -251,6 +251,7 @@ struct SharedCacheStack: Sendable {
         server:
           reactor_threads: 1
           worker_threads: 4
+          allow_root: true
         database:
           url: "\(databaseURL)"
         identity:

@@ -165,6 +165,7 @@ struct TLSStack: Sendable {
         server:
           reactor_threads: 2
           worker_threads: 4
+          allow_root: true
         database:
           url: "\(databaseURL)"
         identity:

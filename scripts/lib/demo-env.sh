@@ -75,6 +75,8 @@ listeners:
     address: "tcp:127.0.0.1:$1"$listener_tls
 server:
   reactor_threads: $2
+  # The demo runs as whoever starts it, often root on a throwaway machine.
+  allow_root: true
 database:
   url: "$database_url"
 identity:
