@@ -23,6 +23,8 @@ struct BenchOptions: Sendable {
     enum Stop: Sendable {
         case duration(Double)
         case requests(Int)
+        /// Hold mode: set up every connection with one request, keep them idle this many seconds, then close.
+        case hold(seconds: Double)
     }
 
     /// The files for mutual TLS: the client's certificate and key, and the CA that verifies the server.
@@ -50,13 +52,24 @@ struct BenchOptions: Sendable {
     var newConnectionPerRequest: Bool
     /// Whether a connection slot offers the TLS session of its previous connection.
     var resume: Bool
+    /// Requests per second over all connections, each sent at its scheduled time (open loop).
+    /// Nil sends the next request as soon as a connection has its reply (closed loop).
+    var rate: Double?
+
+    /// Whether the run keeps idle connections open (`--hold`) instead of measuring a request load.
+    var isHold: Bool {
+        if case .hold = stop { return true }
+        return false
+    }
 
     static let usage = """
         usage: mailcloak-bench --target tcp:HOST:PORT|unix:PATH --protocol policy|socketmap
                                --requests-file FILE --connections C (--duration SECONDS | --requests N)
-                               [--warmup SECONDS] [--threads T] [--timeout SECONDS] [--expect-file FILE]
-                               [--tls --cert FILE --key FILE --ca FILE [--server-name NAME]]
+                               [--rate R] [--warmup SECONDS] [--threads T] [--timeout SECONDS]
+                               [--expect-file FILE] [--tls --cert FILE --key FILE --ca FILE [--server-name NAME]]
                                [--new-connection-per-request] [--resume]
+               mailcloak-bench --target ... --protocol ... --requests-file FILE --hold N --hold-seconds SECONDS
+                               [--threads T] [--timeout SECONDS] [--expect-file FILE] [--tls ...]
 
           --target         where to connect: tcp:127.0.0.1:10027, tcp:[::1]:10027 or unix:/path
           --protocol       policy (requests separated by blank lines) or socketmap (one "name key" per line)
@@ -64,6 +77,15 @@ struct BenchOptions: Sendable {
           --connections    persistent connections, each with one request outstanding at a time
           --duration       seconds to measure after the warmup
           --requests       number of requests to measure after the warmup
+          --rate           requests per second over all connections, open loop: each request has a scheduled
+                           send time and its latency runs from that time, so a stall in the server shows in the
+                           percentiles instead of slowing the load; a request whose time has come waits for a
+                           free connection (default: no pacing, each connection sends its next request at once)
+          --hold           hold mode: open N connections, complete the connect (and TLS handshake) and one
+                           request on each, keep them open and idle, then close them; prints how many were
+                           established and how many were still open at the end (replaces --connections,
+                           --duration and --requests)
+          --hold-seconds   seconds each thread keeps its connections idle once all of them are set up
           --warmup         seconds of load before measuring starts (default 0)
           --threads        threads driving the connections, each with its own epoll loop (default 1)
           --timeout        seconds allowed for a connect (with its TLS handshake) or a reply before it counts
@@ -89,7 +111,8 @@ struct BenchOptions: Sendable {
         var rest = arguments[...]
         let known: Set = [
             "--target", "--protocol", "--requests-file", "--connections", "--duration", "--requests", "--warmup",
-            "--threads", "--timeout", "--expect-file", "--cert", "--key", "--ca", "--server-name",
+            "--threads", "--timeout", "--expect-file", "--cert", "--key", "--ca", "--server-name", "--rate",
+            "--hold", "--hold-seconds",
         ]
         let switches: Set = ["--tls", "--new-connection-per-request", "--resume"]
         while let flag = rest.popFirst() {
@@ -136,7 +159,12 @@ struct BenchOptions: Sendable {
         self.wireProtocol = wireProtocol
         requestsFile = try required("--requests-file")
         expectFile = values["--expect-file"]
-        connections = try integer("--connections", 1...100_000) ?? 1
+        let hold = try integer("--hold", 1...100_000)
+        if hold != nil, values["--connections"] != nil {
+            throw BenchUsageError(message: "--hold sets the number of connections; leave out --connections")
+        }
+        let connectionOption = try integer("--connections", 1...100_000)
+        connections = hold ?? connectionOption ?? 1
         threads = try integer("--threads", 1...256) ?? 1
         if threads > connections {
             throw BenchUsageError(message: "--threads \(threads) exceeds --connections \(connections)")
@@ -144,16 +172,38 @@ struct BenchOptions: Sendable {
         warmup = try number("--warmup", 0...3600) ?? 0
         timeout = try number("--timeout", 0.001...3600) ?? 10
 
-        switch (try number("--duration", 0.001...86_400), try integer("--requests", 1...1_000_000_000)) {
-        case (let seconds?, nil): stop = .duration(seconds)
-        case (nil, let count?): stop = .requests(count)
-        default: throw BenchUsageError(message: "give exactly one of --duration and --requests")
-        }
-
         newConnectionPerRequest = values["--new-connection-per-request"] != nil
         resume = values["--resume"] != nil
+        rate = try number("--rate", 0.001...100_000_000)
+        let duration = try number("--duration", 0.001...86_400)
+        let requests = try integer("--requests", 1...1_000_000_000)
+        let holdSeconds = try number("--hold-seconds", 0...86_400)
+        stop = try Self.stop(hold: hold, duration: duration, requests: requests, holdSeconds: holdSeconds)
+        if isHold, rate != nil || newConnectionPerRequest || warmup > 0 {
+            throw BenchUsageError(message: "--hold cannot be combined with --rate, --warmup or --new-connection-per-request")
+        }
+        if rate != nil && newConnectionPerRequest {
+            throw BenchUsageError(message: "--rate paces persistent connections; leave out --new-connection-per-request")
+        }
         tls = try Self.tlsFiles(values)
         if resume && tls == nil { throw BenchUsageError(message: "--resume needs --tls") }
+    }
+
+    private static func stop(hold: Int?, duration: Double?, requests: Int?,
+                             holdSeconds: Double?) throws(BenchUsageError) -> Stop {
+        if hold != nil {
+            guard duration == nil, requests == nil else {
+                throw BenchUsageError(message: "--hold cannot be combined with --duration or --requests")
+            }
+            guard let holdSeconds else { throw BenchUsageError(message: "--hold needs --hold-seconds") }
+            return .hold(seconds: holdSeconds)
+        }
+        if holdSeconds != nil { throw BenchUsageError(message: "--hold-seconds needs --hold") }
+        switch (duration, requests) {
+        case (let seconds?, nil): return .duration(seconds)
+        case (nil, let count?): return .requests(count)
+        default: throw BenchUsageError(message: "give exactly one of --duration and --requests")
+        }
     }
 
     private static func tlsFiles(_ values: [String: String]) throws(BenchUsageError) -> TLSFiles? {

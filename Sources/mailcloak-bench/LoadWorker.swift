@@ -4,7 +4,10 @@
 // and reconnected after a short pause. With TLS the handshake, reads and
 // writes run on the same loop: OpenSSL's WANT_READ and WANT_WRITE become the
 // connection's epoll interest. With a new connection per request, a slot
-// closes its connection after each reply and connects again at once.
+// closes its connection after each reply and connects again at once. With
+// --rate, requests go out at scheduled times (LoadWorker+Pacing.swift), and
+// with --hold each connection stops after its first reply and stays open
+// (LoadWorker+Hold.swift).
 
 import COpenSSL
 import CShim
@@ -26,6 +29,8 @@ struct WorkerPlan: Sendable {
     var measureStart: UInt64
     /// Requests this thread measures, in `--requests` mode.
     var requestQuota: Int?
+    /// The count of established connections that the threads share, in hold mode.
+    var holdProgress: HoldProgress?
 }
 
 /// The counts and latencies one thread measured.
@@ -49,6 +54,14 @@ struct WorkerResult: Sendable {
     var resumedHandshakes = 0
     /// The protocol version and cipher of the first completed handshake, such as "TLSv1.3 TLS_AES_256_GCM_SHA384".
     var negotiated: String?
+    /// With --rate: requests whose scheduled time had come but that were still unsent when the run ended,
+    /// because every connection was busy.
+    var scheduledUnsent = 0
+    /// In hold mode: connections set up with one reply when the hold began, the ones still open when it
+    /// ended, and the ones the server closed in between.
+    var established = 0
+    var openAtEnd = 0
+    var closedWhileHeld = 0
 }
 
 /// Monotonic time in nanoseconds.
@@ -58,7 +71,7 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 
-private struct BenchConnection {
+struct BenchConnection {
     enum Phase {
         /// Closed; reconnect at `retryAt`.
         case closed
@@ -67,6 +80,10 @@ private struct BenchConnection {
         case handshaking
         /// Connected, no request in flight (the run is ending).
         case idle
+        /// Connected, waiting for the scheduled send time of the next request (--rate).
+        case waiting
+        /// Connected with one reply read, kept open and idle (--hold).
+        case held
         /// A request is being written or its reply awaited.
         case busy
     }
@@ -88,26 +105,34 @@ private struct BenchConnection {
     /// Whether the request in flight counts toward the results.
     var measured = false
     var inbox: [UInt8] = []
+    /// Whether the slot's index is in the pacer's list of waiting connections.
+    var isQueued = false
 }
 
 final class LoadWorker {
     private static let retryPause: UInt64 = 100_000_000
-    fileprivate let plan: WorkerPlan
-    private let timeout: UInt64
-    private let measureEnd: UInt64?
-    fileprivate let epoll: Int32
-    fileprivate var connections: [BenchConnection]
+    let plan: WorkerPlan
+    let timeout: UInt64
+    let measureEnd: UInt64?
+    let epoll: Int32
+    var connections: [BenchConnection]
     private var nextRequest: Int
     private var quotaStarted = 0
+    /// The send schedule with --rate; nil without it.
+    var pacer: Pacer?
+    /// Monotonic nanoseconds when the hold began, in hold mode.
+    var holdStartedAt: UInt64?
+    /// Connections in the `.held` phase, in hold mode.
+    var heldCount = 0
     /// Last successful connect or reply. The run gives up after twice the timeout plus a second
     /// without either, so that the requests in flight have timed out and been counted first.
-    fileprivate var lastProgress: UInt64 = 0
-    fileprivate var result = WorkerResult()
-    fileprivate var scratch = [UInt8](repeating: 0, count: 1 << 16)
+    var lastProgress: UInt64 = 0
+    var result = WorkerResult()
+    var scratch = [UInt8](repeating: 0, count: 1 << 16)
     /// The last TLS session of each connection slot, offered again with --resume.
     fileprivate var sessions: [OpaquePointer?]
-    fileprivate static let readable = UInt32(truncatingIfNeeded: MC_EPOLLIN)
-    fileprivate static let writable = UInt32(truncatingIfNeeded: MC_EPOLLOUT)
+    static let readable = UInt32(truncatingIfNeeded: MC_EPOLLIN)
+    static let writable = UInt32(truncatingIfNeeded: MC_EPOLLOUT)
 
     init(plan: WorkerPlan) {
         self.plan = plan
@@ -122,6 +147,10 @@ final class LoadWorker {
         connections = Array(repeating: BenchConnection(), count: plan.connectionCount)
         sessions = Array(repeating: nil, count: plan.connectionCount)
         nextRequest = plan.index % plan.workload.requests.count
+        if let rate = plan.options.rate {
+            pacer = Pacer(rate: rate, threadIndex: plan.index, threadCount: plan.threadCount, epoll: epoll,
+                          start: monotonicNanoseconds())
+        }
     }
 
     deinit {
@@ -130,6 +159,7 @@ final class LoadWorker {
             if connection.fd >= 0 { close(connection.fd) }
         }
         for case let session? in sessions { SSL_SESSION_free(session) }
+        pacer?.closeTimer()
         close(epoll)
     }
 
@@ -140,10 +170,11 @@ final class LoadWorker {
         lastProgress = monotonicNanoseconds()
         while true {
             let now = monotonicNanoseconds()
+            if plan.options.isHold { advanceHold(now) }
             if isFinished(now) { break }
-            if now - lastProgress > 2 * timeout + 1_000_000_000 {
+            if holdStartedAt == nil, now - lastProgress > 2 * timeout + 1_000_000_000 {
                 result.stalledAt = now
-                break
+                if !plan.options.isHold { break }
             }
             if now - lastSweep >= 10_000_000 {
                 sweep(now)
@@ -153,19 +184,31 @@ final class LoadWorker {
                 mc_epoll_wait(epoll, $0.baseAddress, Int32($0.count), 10)
             }
             for event in events.prefix(Int(max(0, ready))) {
-                handle(Int(event.data), events: event.events)
+                if event.data == Pacer.timerToken {
+                    pacer?.timerFired()
+                } else {
+                    handle(Int(event.data), events: event.events)
+                }
             }
+            if pacer != nil { dispatchDueRequests() }
         }
+        if pacer != nil { countUnsentRequests(at: monotonicNanoseconds()) }
+        if plan.options.isHold { finishHold() }
         return result
     }
 
     private func isFinished(_ now: UInt64) -> Bool {
+        if case .hold(let seconds) = plan.options.stop {
+            guard let holdStartedAt else { return false }
+            return now >= holdStartedAt + UInt64(seconds * 1e9)
+        }
         if let measureEnd { return now >= measureEnd }
         guard let quota = plan.requestQuota else { return false }
         return quotaStarted >= quota && !connections.contains { $0.phase == .busy && $0.measured }
     }
 
-    private var mayStartRequest: Bool {
+    var mayStartRequest: Bool {
+        if plan.options.isHold { return holdStartedAt == nil }
         let now = monotonicNanoseconds()
         if let measureEnd { return now < measureEnd }
         guard let quota = plan.requestQuota else { return true }
@@ -228,8 +271,13 @@ final class LoadWorker {
             {
                 readReply(index)
             }
-        case .idle:
-            fail(index, reason: "data or close from the server with no request in flight")
+        case .idle, .waiting, .held:
+            if connections[index].ssl != nil {
+                // TLS 1.3 session tickets may arrive after the handshake; anything else is an error.
+                readIdleTLS(index)
+            } else {
+                fail(index, reason: "data or close from the server with no request in flight")
+            }
         case .closed:
             break
         }
@@ -255,17 +303,28 @@ final class LoadWorker {
         startRequest(index)
     }
 
-    fileprivate func isMeasuring(_ now: UInt64) -> Bool {
+    func isMeasuring(_ now: UInt64) -> Bool {
         now >= plan.measureStart && now < (measureEnd ?? UInt64.max)
     }
 
-    fileprivate func startRequest(_ index: Int) {
+    /// Sends the next request now, or with --rate queues the connection for the next scheduled send time.
+    func startRequest(_ index: Int) {
         guard mayStartRequest else {
             connections[index].phase = .idle
             return
         }
+        if pacer != nil {
+            connections[index].phase = .waiting
+            enqueueWaiting(index)
+            return
+        }
+        sendRequest(index, scheduledAt: monotonicNanoseconds())
+    }
+
+    /// Sends the next request of the file on the connection. Its latency runs from `scheduledAt`.
+    func sendRequest(_ index: Int, scheduledAt: UInt64) {
         let now = monotonicNanoseconds()
-        var measured = now >= plan.measureStart
+        var measured = scheduledAt >= plan.measureStart
         if measured, let quota = plan.requestQuota {
             measured = quotaStarted < quota
             if measured { quotaStarted += 1 }
@@ -275,7 +334,7 @@ final class LoadWorker {
         connections[index].request = nextRequest
         connections[index].sendOffset = 0
         // With a new connection per request, latency runs from the connect to the reply.
-        connections[index].sentAt = plan.options.newConnectionPerRequest ? connections[index].connectedAt : now
+        connections[index].sentAt = plan.options.newConnectionPerRequest ? connections[index].connectedAt : scheduledAt
         connections[index].deadline = now + timeout
         nextRequest = (nextRequest + plan.threadCount) % plan.workload.requests.count
         if connections[index].ssl != nil {
@@ -339,7 +398,11 @@ final class LoadWorker {
     }
 
     /// Starts the next request on the connection, or with a new connection per request closes it and connects again.
-    fileprivate func nextStep(_ index: Int) {
+    func nextStep(_ index: Int) {
+        if plan.options.isHold {
+            holdConnection(index)
+            return
+        }
         guard plan.options.newConnectionPerRequest else {
             startRequest(index)
             return
@@ -350,7 +413,7 @@ final class LoadWorker {
         }
     }
 
-    fileprivate func complete(_ index: Int, text: Range<Int>) {
+    func complete(_ index: Int, text: Range<Int>) {
         let now = monotonicNanoseconds()
         lastProgress = now
         let connection = connections[index]
@@ -374,10 +437,14 @@ final class LoadWorker {
         }
     }
 
-    fileprivate func fail(_ index: Int, reason: String) {
+    func fail(_ index: Int, reason: String) {
         record(error: reason)
         if connections[index].phase == .busy && connections[index].measured {
             result.failed += 1
+        }
+        if connections[index].phase == .held {
+            heldCount -= 1
+            if holdStartedAt != nil { result.closedWhileHeld += 1 }
         }
         if let ssl = connections[index].ssl {
             SSL_free(ssl)
@@ -388,7 +455,7 @@ final class LoadWorker {
     }
 
     /// Closes a connection after its reply: keeps its TLS session for --resume and sends close_notify.
-    private func closeConnection(_ index: Int) {
+    func closeConnection(_ index: Int) {
         if let ssl = connections[index].ssl {
             if plan.options.resume, let session = SSL_get1_session(ssl) {
                 if SSL_SESSION_is_resumable(session) == 1 {
@@ -407,7 +474,7 @@ final class LoadWorker {
         closeSocket(index)
     }
 
-    private func closeSocket(_ index: Int) {
+    func closeSocket(_ index: Int) {
         if connections[index].fd >= 0 {
             _ = mc_epoll_ctl_del(epoll, connections[index].fd)
             close(connections[index].fd)
@@ -418,7 +485,7 @@ final class LoadWorker {
         connections[index].writePending = false
     }
 
-    private func record(error: String) {
+    func record(error: String) {
         result.errors[error, default: 0] += 1
     }
 }
@@ -467,7 +534,7 @@ extension LoadWorker {
         startRequest(index)
     }
 
-    fileprivate func setInterest(_ index: Int, _ interest: UInt32) {
+    func setInterest(_ index: Int, _ interest: UInt32) {
         guard connections[index].interest != interest else { return }
         connections[index].interest = interest
         _ = mc_epoll_ctl_mod(epoll, connections[index].fd, interest, UInt64(index))
@@ -500,9 +567,27 @@ extension LoadWorker {
         setInterest(index, Self.readable)
     }
 
+    /// Reads on a connection with no request in flight. TLS 1.3 session tickets are consumed there;
+    /// application data or a close fails the connection.
+    fileprivate func readIdleTLS(_ index: Int) {
+        guard let ssl = connections[index].ssl else { return }
+        ERR_clear_error()
+        let received = scratch.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32(clamping: $0.count)) }
+        if received > 0 {
+            fail(index, reason: "data from the server with no request in flight")
+            return
+        }
+        switch SSL_get_error(ssl, received) {
+        case SSL_ERROR_WANT_READ: setInterest(index, Self.readable)
+        case SSL_ERROR_WANT_WRITE: setInterest(index, Self.readable | Self.writable)
+        case SSL_ERROR_ZERO_RETURN: fail(index, reason: "connection closed by the server with no request in flight")
+        default: fail(index, reason: describeTLSFailure(ssl, result: received, during: "read with no request in flight"))
+        }
+    }
+
     /// Reads records until the reply is complete or OpenSSL needs more bytes from the socket.
     /// It reads on after a record, because OpenSSL may hold decrypted data that epoll never reports.
-    fileprivate func readTLSReply(_ index: Int) {
+    func readTLSReply(_ index: Int) {
         guard let ssl = connections[index].ssl else { return }
         while true {
             ERR_clear_error()

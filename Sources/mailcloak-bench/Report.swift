@@ -26,6 +26,10 @@ struct Report {
             total.handshakes += result.handshakes
             total.resumedHandshakes += result.resumedHandshakes
             total.negotiated = total.negotiated ?? result.negotiated
+            total.scheduledUnsent += result.scheduledUnsent
+            total.established += result.established
+            total.openAtEnd += result.openAtEnd
+            total.closedWhileHeld += result.closedWhileHeld
         }
         switch options.stop {
         case .duration(let seconds):
@@ -33,6 +37,8 @@ struct Report {
             elapsed = min(seconds, stopped ?? seconds)
         case .requests:
             elapsed = Double(max(total.lastReply, measureStart) - measureStart) / 1e9
+        case .hold(let seconds):
+            elapsed = seconds
         }
     }
 
@@ -41,10 +47,19 @@ struct Report {
         lines.append(
             "target \(options.target)  protocol \(options.wireProtocol.rawValue)  connections \(options.connections)"
                 + "  threads \(options.threads)  warmup \(format(options.warmup)) s")
-        lines.append(
-            "measured \(format(elapsed)) s  replies \(total.completed)  failed requests \(total.failed)")
-        let rate = elapsed > 0 ? Double(total.completed) / elapsed : 0
-        lines.append("throughput \(Int(rate.rounded())) requests/s")
+        if options.isHold {
+            lines += holdLines
+        } else {
+            lines.append(
+                "measured \(format(elapsed)) s  replies \(total.completed)  failed requests \(total.failed)")
+            let rate = elapsed > 0 ? Double(total.completed) / elapsed : 0
+            lines.append("throughput \(Int(rate.rounded())) requests/s")
+            if let paced = options.rate {
+                lines.append(
+                    "paced at \(format(paced)) requests/s (open loop, latency from each scheduled send time);"
+                        + " due but unsent at the end: \(total.scheduledUnsent)")
+            }
+        }
         if options.newConnectionPerRequest || options.tls != nil {
             lines.append(connectionLine)
         }
@@ -69,7 +84,7 @@ struct Report {
                 lines.append("  \(pad(count))  \(reason)")
             }
         }
-        if total.stalledAt != nil {
+        if total.stalledAt != nil, !options.isHold {
             lines.append("stopped early: no connect or reply succeeded for twice the timeout plus 1 s")
         }
 
@@ -80,6 +95,20 @@ struct Report {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The outcome of a hold: connections established, held, and still open at the end.
+    private var holdLines: [String] {
+        var lines = [
+            "established \(total.established) of \(options.connections) connections"
+                + " (connect\(options.tls != nil ? ", TLS handshake" : "") and one reply each)",
+            "held idle \(format(elapsed)) s  open at the end \(total.openAtEnd)"
+                + "  closed by the server while held \(total.closedWhileHeld)",
+        ]
+        if total.stalledAt != nil {
+            lines.append("setup stopped early: no connect or reply succeeded for twice the timeout plus 1 s")
+        }
+        return lines
     }
 
     /// Connects and TLS handshakes in the measured time; printed with --tls or --new-connection-per-request.
@@ -96,8 +125,13 @@ struct Report {
     }
 
     /// Exit status: 1 when a reply differed from the expect file or no reply arrived, else 0.
+    /// In hold mode it is also 1 when a connection was not established or did not stay open.
     var exitStatus: Int32 {
-        total.mismatches > 0 || total.completed == 0 ? 1 : 0
+        if total.mismatches > 0 || total.completed == 0 { return 1 }
+        if options.isHold, total.established < options.connections || total.openAtEnd < total.established {
+            return 1
+        }
+        return 0
     }
 
     private func format(_ value: Double) -> String {

@@ -4,6 +4,8 @@
 // percentiles and a count of each distinct reply, and with --expect-file
 // checks every reply. With --tls every connection runs mutual TLS, and with
 // --new-connection-per-request it measures connects and handshakes per second.
+// With --rate it sends at scheduled times (open loop), and with --hold it keeps
+// idle connections open.
 // The usage text in BenchOptions.swift lists the options.
 
 import Synchronization
@@ -44,6 +46,22 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
     return thread
 }
 
+/// Raises the soft limit on open files to `needed`, up to the hard limit; exits when the hard limit is lower.
+func raiseDescriptorLimit(needed: Int) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(needed) else { return }
+    guard limit.rlim_max >= rlim_t(needed) else {
+        writeError("mailcloak-bench: \(needed) file descriptors needed, but the hard limit (ulimit -Hn) is "
+            + "\(limit.rlim_max); raise it or use fewer connections")
+        exit(2)
+    }
+    limit.rlim_cur = rlim_t(needed)
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+        writeError("mailcloak-bench: setrlimit(RLIMIT_NOFILE, \(needed)) failed: \(String(cString: strerror(errno)))")
+        exit(2)
+    }
+}
+
 signal(SIGPIPE, SIG_IGN)
 
 let options: BenchOptions
@@ -74,10 +92,16 @@ if let files = options.tls {
     }
 }
 
+raiseDescriptorLimit(needed: options.connections + 64)
+
 let start = monotonicNanoseconds()
 let measureStart = start + UInt64(options.warmup * 1e9)
 let sink = ResultSink()
 var threads: [pthread_t] = []
+var holdProgress: HoldProgress?
+if case .hold(let seconds) = options.stop {
+    holdProgress = HoldProgress(threadCount: options.threads, connectionCount: options.connections, seconds: seconds)
+}
 
 for index in 0..<options.threads {
     var quota: Int?
@@ -87,7 +111,8 @@ for index in 0..<options.threads {
     let plan = WorkerPlan(
         index: index, threadCount: options.threads,
         connectionCount: options.connections / options.threads + (index < options.connections % options.threads ? 1 : 0),
-        options: options, workload: workload, address: address, tls: tlsContext, measureStart: measureStart, requestQuota: quota)
+        options: options, workload: workload, address: address, tls: tlsContext, measureStart: measureStart, requestQuota: quota,
+        holdProgress: holdProgress)
     threads.append(startThread {
         let result = LoadWorker(plan: plan).run()
         sink.results.withLock { $0.append(result) }
