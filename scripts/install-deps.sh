@@ -9,8 +9,13 @@ set -eu
 # /metrics output and the alert rules. It is large (about 100 MB installed),
 # and on a host with systemd Debian also starts its prometheus service on port
 # 9090: run `systemctl disable --now prometheus` where that is not wanted.
+# haproxy is here for `haproxy -c`, which checks deploy/haproxy/haproxy.cfg;
+# on a host with systemd Debian starts its service too, but Debian's own
+# /etc/haproxy/haproxy.cfg has no frontend, so it listens on no port.
+# postfix-pgsql adds Postfix's pgsql: table type.
 PACKAGES="pkg-config curl procps libssl-dev openssl stunnel4 libpq-dev libcurl4-openssl-dev libyaml-dev libargon2-dev libsqlite3-dev sqlite3
-libhiredis-dev redis-server postgresql-15 postgresql-client-15 postfix swaks python3 dovecot-core dovecot-pgsql prometheus"
+libhiredis-dev redis-server postgresql-15 postgresql-client-15 postfix postfix-pgsql swaks python3 dovecot-core dovecot-pgsql prometheus
+haproxy"
 
 missing=""
 for package in $PACKAGES; do
