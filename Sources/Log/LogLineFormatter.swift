@@ -2,12 +2,14 @@
 // quoted when they contain spaces, quotes, '=' or control bytes, so that a
 // hostile address in a request cannot forge a second field or a new line.
 
-/// Turns an event into the text of one log line, without the newline.
+/// Turns an event into the text of one log line, without the newline. A nil
+/// `time` leaves the time field out, for outputs that stamp lines themselves.
 package enum LogLineFormatter {
     package static func keyValue(
-        level: LogLevel, event: String, metadata: [(LogKey, String)], time: String
+        level: LogLevel, event: String, metadata: [(LogKey, String)], time: String?
     ) -> String {
-        var line = "time=\(time) level=\(level.name) event=\(quoteIfNeeded(event))"
+        var line = time.map { "time=\($0) " } ?? ""
+        line += "level=\(level.name) event=\(quoteIfNeeded(event))"
         for (key, value) in metadata {
             line += " \(key.rawValue)=\(quoteIfNeeded(value))"
         }
@@ -15,9 +17,10 @@ package enum LogLineFormatter {
     }
 
     package static func json(
-        level: LogLevel, event: String, metadata: [(LogKey, String)], time: String
+        level: LogLevel, event: String, metadata: [(LogKey, String)], time: String?
     ) -> String {
-        var line = "{\"time\":\(jsonString(time)),\"level\":\(jsonString(level.name)),\"event\":\(jsonString(event))"
+        var line = "{" + (time.map { "\"time\":\(jsonString($0))," } ?? "")
+        line += "\"level\":\(jsonString(level.name)),\"event\":\(jsonString(event))"
         for (key, value) in metadata {
             line += ",\(jsonString(key.rawValue)):\(jsonString(value))"
         }

@@ -1,10 +1,11 @@
 // Structured logging: one event per line, a constant event text plus
-// key=value metadata (or one JSON object per line), written to stderr.
-// The message and metadata are autoclosures, so a disabled level costs one
-// atomic load and one comparison.
+// key=value metadata (or one JSON object per line), written to stderr or to
+// the local syslog daemon. The message and metadata are autoclosures, so a
+// disabled level costs one atomic load and one comparison.
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Synchronization
 
 /// Severity of a log event, lowest first.
@@ -75,20 +76,51 @@ public enum LogKey: String, Sendable {
     case value
     case threads
     case workers
+    /// Events of a rate-limited group that were counted but not written during its window.
+    case suppressed
+    /// The outcome of a policy or socketmap request, such as `permit`, `reject` or `notfound`.
+    case decision
+    /// The reply text sent to Postfix.
+    case reply
 }
 
 /// A process-wide logger. Thread-safe: the level is atomic and each line is
-/// written with one `write(2)` call, so lines from several threads never mix.
+/// written with one `write(2)` or `sendto(2)` call, so lines from several
+/// threads never mix.
 public final class Logger: Sendable {
-    /// The logger every component uses unless handed another.
-    public static let shared = Logger()
+    /// The logger every component uses unless handed another. It summarizes ended
+    /// windows of rate-limited events once a second.
+    public static let shared = Logger(flushesRepeatsEverySecond: true)
 
     private let levelStorage = Atomic<Int>(LogLevel.info.rawValue)
     private let formatStorage = Atomic<Int>(0)
     private let fileDescriptor: Int32
+    private let syslogStorage = Mutex<SyslogWriter?>(nil)
+    let flushesRepeats: Bool
+    let flushStarted = Atomic<Bool>(false)
+    /// Groups repeats of the events logged with ``log(_:_:limitedBy:_:)``.
+    public let repeats: LogRepeatLimiter
+    /// Picks the per-request decision lines that are logged at info; see ``decisionLevel()``.
+    public let decisionSampler = LogSampler()
 
-    public init(fileDescriptor: Int32 = 2) {
+    /// - Parameters:
+    ///   - fileDescriptor: Where lines go while no syslog output is set.
+    ///   - repeats: The limiter of ``log(_:_:limitedBy:_:)``; its window is 10 s by default.
+    ///   - flushesRepeatsEverySecond: Whether a background timer writes the summaries of ended
+    ///     windows. Without it, a summary is written only when its group's next event comes, or
+    ///     when ``flushRepeats()`` is called.
+    public init(
+        fileDescriptor: Int32 = 2, repeats: LogRepeatLimiter = LogRepeatLimiter(), flushesRepeatsEverySecond: Bool = false
+    ) {
         self.fileDescriptor = fileDescriptor
+        self.repeats = repeats
+        self.flushesRepeats = flushesRepeatsEverySecond
+    }
+
+    /// The syslog socket lines go to, or nil for the file descriptor (stderr by default).
+    public var syslog: SyslogWriter? {
+        get { syslogStorage.withLock { $0 } }
+        set { syslogStorage.withLock { $0 = newValue } }
     }
 
     /// The lowest level that is written.
@@ -147,7 +179,15 @@ public final class Logger: Sendable {
         log(.critical, event(), metadata())
     }
 
-    private func emit(_ level: LogLevel, _ event: String, _ metadata: [(LogKey, String)]) {
+    func emit(_ level: LogLevel, _ event: String, _ metadata: [(LogKey, String)]) {
+        if let syslog {
+            // The syslog daemon stamps each line with its own time.
+            let line = format == .json
+                ? LogLineFormatter.json(level: level, event: event, metadata: metadata, time: nil)
+                : LogLineFormatter.keyValue(level: level, event: event, metadata: metadata, time: nil)
+            syslog.send(line, level: level)
+            return
+        }
         let line = format == .json
             ? LogLineFormatter.json(level: level, event: event, metadata: metadata, time: Self.timestamp())
             : LogLineFormatter.keyValue(level: level, event: event, metadata: metadata, time: Self.timestamp())
