@@ -111,6 +111,8 @@ struct BenchConnection {
 
 final class LoadWorker {
     private static let retryPause: UInt64 = 100_000_000
+    /// Connections one thread sets up at the same time in hold mode.
+    private static let maxHoldSetups = 64
     let plan: WorkerPlan
     let timeout: UInt64
     let measureEnd: UInt64?
@@ -217,9 +219,17 @@ final class LoadWorker {
 
     /// Reconnects closed connections whose pause is over and fails requests past their deadline.
     private func sweep(_ now: UInt64) {
+        // In hold mode a burst of thousands of handshakes would outlast the server's handshake timeout,
+        // so each thread sets up at most `maxHoldSetups` connections at a time.
+        var setupSlotsFree = Int.max
+        if plan.options.isHold {
+            let inSetup = connections.count { [.connecting, .handshaking, .busy].contains($0.phase) }
+            setupSlotsFree = Self.maxHoldSetups - inSetup
+        }
         for index in connections.indices {
             switch connections[index].phase {
-            case .closed where now >= connections[index].retryAt && mayStartRequest:
+            case .closed where now >= connections[index].retryAt && mayStartRequest && setupSlotsFree > 0:
+                setupSlotsFree -= 1
                 connect(index, now: now)
             case .connecting where now >= connections[index].deadline:
                 fail(index, reason: "connect timed out after \(plan.options.timeout) s")

@@ -1,0 +1,134 @@
+#!/bin/sh
+# Runs mailcloak at a steady load for a long time and watches its memory.
+# It builds release binaries, creates certificates with
+# certs-example/make-certs.sh, starts a throwaway PostgreSQL and the Keycloak
+# development directory with the demo data, and starts `mailcloak serve` with
+# one mutual-TLS listener. Then it:
+#   1. measures the peak rate: 64 persistent mutual-TLS connections, closed
+#      loop (each connection sends its next request as soon as it has its
+#      reply), 1 s warm-up, then BENCH_PEAK_SECONDS measured;
+#   2. runs `mailcloak-bench --rate` at half of that peak over 64 persistent
+#      mutual-TLS connections for BENCH_SOAK_SECONDS, open loop: latency runs
+#      from each request's scheduled send time, so a stall is not hidden;
+#   3. samples the server's VmRSS (/proc/PID/status) every BENCH_SAMPLE_SECONDS;
+#   4. prints the first, last, min and max sample, the drift from the first
+#      to the last sample in percent (target: within 5%), and p99 at half
+#      rate (target: under 2 ms).
+# Every reply is checked against bench/policy-rcpt.mailcloak-expect.txt.
+# Settings through the environment: BENCH_SOAK_SECONDS (600),
+# BENCH_PEAK_SECONDS (5), BENCH_SAMPLE_SECONDS (10), BENCH_CONNECTIONS (64),
+# BENCH_SERVER_THREADS (1), BENCH_SCRATCH_PATH (a SwiftPM scratch path;
+# default .build), BENCH_SOAK_SAMPLES (a file that keeps the samples, one
+# "seconds KiB" pair a line).
+set -eu
+
+cd "$(dirname "$0")/.."
+[ -x /opt/swift/usr/bin/swift ] && PATH="/opt/swift/usr/bin:$PATH"
+export PATH
+. scripts/lib/demo-env.sh
+
+soak_seconds=${BENCH_SOAK_SECONDS:-600}
+peak_seconds=${BENCH_PEAK_SECONDS:-5}
+sample_seconds=${BENCH_SAMPLE_SECONDS:-10}
+connections=${BENCH_CONNECTIONS:-64}
+server_threads=${BENCH_SERVER_THREADS:-1}
+pg_port=15438
+keycloak_port=18085
+mailcloak_port=17034
+
+scratch=""
+[ -n "${BENCH_SCRATCH_PATH:-}" ] && scratch="--scratch-path $BENCH_SCRATCH_PATH"
+scripts/install-deps.sh
+for product in mailcloak mailcloakctl mailcloak-bench; do
+    # shellcheck disable=SC2086
+    if ! output=$(swift build -c release $scratch --product "$product" 2>&1); then
+        printf '%s\n' "$output" | grep -E 'error' | head -20 >&2
+        echo "bench-soak.sh: building $product failed" >&2
+        exit 1
+    fi
+done
+# shellcheck disable=SC2086
+bin=$(swift build -c release $scratch --show-bin-path)
+
+demo_dir=$(mktemp -d /tmp/mailcloak-bench-soak.XXXXXX)
+chmod 0755 "$demo_dir"
+certs="$demo_dir/certs"
+samples=${BENCH_SOAK_SAMPLES:-$demo_dir/samples.txt}
+: >"$samples"
+
+server_pid=""
+bench_pid=""
+cleanup() {
+    [ -n "$bench_pid" ] && kill "$bench_pid" 2>/dev/null || true
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    demo_stop_keycloak
+    demo_stop_postgres
+    rm -rf "$demo_dir"
+}
+trap cleanup EXIT INT TERM
+
+certs-example/make-certs.sh "$certs" mailcloak.example.internal mx1 >/dev/null
+demo_start_postgres "$pg_port"
+demo_start_keycloak "$keycloak_port"
+demo_seed "$bin/mailcloakctl" >/dev/null
+
+demo_write_config "$mailcloak_port" "$server_threads" "$demo_dir/mailcloak.yaml" "$certs"
+sed -i 's/level: info/level: warning/' "$demo_dir/mailcloak.yaml"
+printf 'metrics:\n  enabled: false\n' >>"$demo_dir/mailcloak.yaml"
+"$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
+server_pid=$!
+tries=0
+until python3 -c "import socket; socket.create_connection(('127.0.0.1', $mailcloak_port), 1)" 2>/dev/null; do
+    tries=$((tries + 1))
+    [ "$tries" -le 100 ] || { echo "bench-soak.sh: nothing listens on port $mailcloak_port" >&2; exit 1; }
+    sleep 0.1
+done
+
+# Runs mailcloak-bench over mutual TLS with the given options.
+load() {
+    "$bin/mailcloak-bench" --target "tcp:127.0.0.1:$mailcloak_port" --protocol policy \
+        --requests-file bench/policy-rcpt.txt --expect-file bench/policy-rcpt.mailcloak-expect.txt \
+        --connections "$connections" --tls --cert "$certs/client-mx1.crt" --key "$certs/client-mx1.key" \
+        --ca "$certs/ca.crt" --server-name mailcloak.example.internal "$@"
+}
+
+rss_kib() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"
+}
+
+echo "machine: $(nproc) cores, $(uname -r), $(openssl version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "== peak: $connections connections, closed loop, $peak_seconds s after 1 s warm-up"
+load --duration "$peak_seconds" --warmup 1 >"$demo_dir/peak.out"
+cat "$demo_dir/peak.out"
+peak=$(awk '/^throughput/ { print $2 }' "$demo_dir/peak.out")
+[ -n "$peak" ] && [ "$peak" -gt 0 ] || { echo "bench-soak.sh: no peak rate measured" >&2; exit 1; }
+rate=$((peak / 2))
+
+echo "== soak: $rate requests/s (half of $peak) for $soak_seconds s, VmRSS every $sample_seconds s"
+load --rate "$rate" --duration "$soak_seconds" --warmup 1 >"$demo_dir/soak.out" 2>&1 &
+bench_pid=$!
+started=$(date +%s)
+sleep 1
+while kill -0 "$bench_pid" 2>/dev/null; do
+    sleep "$sample_seconds"
+    kill -0 "$bench_pid" 2>/dev/null || break
+    echo "$(($(date +%s) - started)) $(rss_kib)" >>"$samples"
+done
+status=0
+wait "$bench_pid" || status=$?
+bench_pid=""
+cat "$demo_dir/soak.out"
+[ "$status" -eq 0 ] || echo "bench-soak.sh: mailcloak-bench exited with status $status" >&2
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+p99=$(awk '/^latency/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$demo_dir/soak.out")
+awk -v p99="$p99" '
+    { if (NR == 1) first = $2; last = $2
+      if (NR == 1 || $2 < min) min = $2
+      if (NR == 1 || $2 > max) max = $2 }
+    END {
+        if (NR == 0) { print "no VmRSS sample taken"; exit 1 }
+        printf "VmRSS KiB over %d samples: first %d  last %d  min %d  max %d\n", NR, first, last, min, max
+        printf "drift first to last: %+.1f%% (target: within 5%%)\n", 100 * (last - first) / first
+        printf "p99 at half rate: %d us (target: under 2000 us)\n", p99
+    }' "$samples"
