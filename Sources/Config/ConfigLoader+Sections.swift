@@ -1,8 +1,6 @@
-// The server, policy, database, identity and log sections. Each range below
+// The server, policy, database and identity sections. Each range below
 // is the one docs/configuration.md shows; the defaults come from
 // Configuration.swift.
-
-import Log
 
 extension ConfigLoader {
     static func serverSection(_ node: YAMLNode) throws(ConfigError) -> ServerConfig {
@@ -126,25 +124,6 @@ extension ConfigLoader {
         try section.readFraction("ttl_jitter", into: &cache.ttlJitter, range: 0...0.5)
         try section.readDuration("max_staleness", into: &cache.maxStaleness, range: 0...604_800)
         return cache
-    }
-
-    static func logSection(_ node: YAMLNode) throws(ConfigError) -> LogConfig {
-        let section = try mapping(node, path: "log")
-        var log = LogConfig()
-        if let node = section.node("level") {
-            let names = LogLevel.allCases.map(\.name)
-            guard let text = node.scalarText, let level = LogLevel(name: text) else {
-                throw invalid(node, section.path("level"), expected: names.joined(separator: ", "))
-            }
-            log.level = level.name
-        }
-        if let node = section.node("format") {
-            guard let text = node.scalarText, let format = LogFormat(rawValue: text) else {
-                throw invalid(node, section.path("format"), expected: "keyvalue or json")
-            }
-            log.format = format.rawValue
-        }
-        return log
     }
 
     /// Throws for two keys whose values contradict each other, naming `key` when it is present, else `other`.

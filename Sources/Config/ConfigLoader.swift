@@ -69,7 +69,7 @@ public enum ConfigLoader {
             "identity.authentik",
             ["base_url", "token", "token_file", "request_timeout", "connect_timeout", "page_size", "ca_file"]
         ),
-        ("log", ["level", "format"]),
+        ("log", logKeys),
         ("metrics", ["enabled", "listen"]),
     ]
 

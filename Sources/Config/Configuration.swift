@@ -217,12 +217,28 @@ public struct IdentityCacheConfig: Sendable, Equatable {
     public init() {}
 }
 
-/// Log verbosity and line format.
+/// Log verbosity, line format and output.
 public struct LogConfig: Sendable, Equatable {
     /// Lowest level logged, a `LogLevel` name in lower case (the loader stores the canonical name).
     public var level: String = "info"
     /// A `LogFormat` raw value: `keyvalue` or `json`.
     public var format: String = "keyvalue"
+    /// Where lines go: stderr, or datagrams to the syslog socket.
+    public var output: LogOutput = .stderr
+    /// Path of the syslog daemon's UNIX datagram socket.
+    public var syslogSocket: String = "/dev/log"
+    /// A `SyslogFacility` raw value such as `mail`, `daemon` or `local0`.
+    public var syslogFacility: String = "mail"
+    /// The tag in front of each syslog message, before `[pid]`.
+    public var syslogIdent: String = "mailcloak"
+    /// Share of per-request decision lines logged at info, from 0 to 1; all of them are logged at debug.
+    public var decisionSampleRate: Double = 0
 
     public init() {}
+}
+
+/// Destination of log lines.
+public enum LogOutput: String, Sendable, CaseIterable {
+    case stderr
+    case syslog
 }

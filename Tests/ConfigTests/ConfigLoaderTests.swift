@@ -222,8 +222,11 @@ func loaderRejectsUnknownKey(_ testCase: UnknownKeyCase) {
 
 @Test func unknownKeyErrorListsAllowedKeys() {
     let found = error(minimalListener + "log:\n  colour: red\n")
-    #expect(found?.problem == .unknownKey(allowed: ["level", "format"]))
-    #expect(found?.description == "line 5: log.colour: unknown key, expected one of: level, format")
+    let allowed = [
+        "level", "format", "output", "syslog_socket", "syslog_facility", "syslog_ident", "decision_sample_rate",
+    ]
+    #expect(found?.problem == .unknownKey(allowed: allowed))
+    #expect(found?.description == "line 5: log.colour: unknown key, expected one of: " + allowed.joined(separator: ", "))
 }
 
 // MARK: - Values
