@@ -24,8 +24,6 @@ public final class ConnectionAdmission: Sendable {
     private let openBySource = Mutex<[[UInt8]: Int]>([:])
     private let rejectedGlobal = Atomic<UInt64>(0)
     private let rejectedPerSource = Atomic<UInt64>(0)
-    private let globalLog = RateLimitedWarning()
-    private let perSourceLog = RateLimitedWarning()
 
     public init(maxConnections: Int, maxConnectionsPerSource: Int) {
         precondition(maxConnections > 0 && maxConnectionsPerSource > 0, "connection limits must be positive")
@@ -77,33 +75,13 @@ public final class ConnectionAdmission: Sendable {
         }
     }
 
-    /// Logs a rejection, at most once a second per reason. The line's `count` is the number of
-    /// rejections for the same reason since the previous line that were not logged.
-    func logRejection(_ reason: AdmissionRejection, peer: String, listener: String, now: Double, logger: Logger) {
-        let throttle = reason == .maxConnections ? globalLog : perSourceLog
-        guard let suppressed = throttle.shouldLog(now: now) else { return }
+    /// Logs a rejection through the logger's repeat limiter, keyed by the reason: the first
+    /// rejection of a window is written with its peer, and later ones are counted in a summary line.
+    func logRejection(_ reason: AdmissionRejection, peer: String, listener: String, logger: Logger) {
         let limit = reason == .maxConnections ? maxConnections : maxConnectionsPerSource
-        logger.warning("connection limit reached, closing new connection", [
+        logger.log(.warning, "connection limit reached, closing new connection",
+                   limitedBy: LogContext(.reason, reason.rawValue), [
             (.reason, reason.rawValue), (.limit, String(limit)), (.peer, peer), (.listener, listener),
-            (.count, String(suppressed)),
         ])
-    }
-}
-
-/// Allows one log line a second and counts the lines it held back.
-final class RateLimitedWarning: Sendable {
-    private let state = Mutex<(lastLogged: Double, suppressed: Int)>((-.infinity, 0))
-
-    /// Returns the number of events held back since the last line when a line may be logged now, else nil.
-    func shouldLog(now: Double) -> Int? {
-        state.withLock { state in
-            guard now - state.lastLogged >= 1 else {
-                state.suppressed += 1
-                return nil
-            }
-            let suppressed = state.suppressed
-            state = (now, 0)
-            return suppressed
-        }
     }
 }

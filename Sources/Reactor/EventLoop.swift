@@ -252,7 +252,7 @@ public final class EventLoop: @unchecked Sendable {
             let address = listener.info.isUnix ? nil : addressBytes(storage)
             if let rejection = admission.admit(source: address) {
                 Glibc.close(fd)
-                admission.logRejection(rejection, peer: peer, listener: listener.info.name, now: now, logger: logger)
+                admission.logRejection(rejection, peer: peer, listener: listener.info.name, logger: logger)
                 continue
             }
             if !listener.info.isUnix { setNoDelay(fd) }
@@ -270,8 +270,11 @@ public final class EventLoop: @unchecked Sendable {
         backoff.delay = backoff.delay == 0 ? AcceptBackoff.minimumDelay : min(backoff.delay * 2, AcceptBackoff.maximumDelay)
         backoff.resumeAt = now + backoff.delay
         if backoff.failures == 1 {
-            logger.warning("accept failed, pausing listener", [
-                (.listener, listeners[listenerIndex].info.name), (.errno, String(code)),
+            let name = listeners[listenerIndex].info.name
+            // Each loop pauses on its own, so the limiter keeps loops that hit one limit together to one line.
+            let context = LogContext(.listener, "\(name) errno=\(code)")
+            logger.log(.warning, "accept failed, pausing listener", limitedBy: context, [
+                (.listener, name), (.errno, String(code)),
                 (.error, String(cString: strerror(code))), (.delay, String(Int(backoff.delay * 1000))),
             ])
         }
@@ -285,8 +288,9 @@ public final class EventLoop: @unchecked Sendable {
     /// Ends an accept error burst on the listener and logs how many errors it had.
     private func acceptSucceeded(listenerIndex: Int) {
         guard let backoff = acceptBackoff.removeValue(forKey: listenerIndex) else { return }
-        logger.notice("accepting again after accept errors", [
-            (.listener, listeners[listenerIndex].info.name), (.count, String(backoff.failures)),
+        let name = listeners[listenerIndex].info.name
+        logger.log(.notice, "accepting again after accept errors", limitedBy: LogContext(.listener, name), [
+            (.listener, name), (.count, String(backoff.failures)),
         ])
     }
 
@@ -294,7 +298,17 @@ public final class EventLoop: @unchecked Sendable {
     private func resumeListeners() {
         guard !isDraining else { return }
         for (index, backoff) in acceptBackoff where backoff.isPaused && backoff.resumeAt <= now {
-            try? selector.add(listeners[index].descriptor, interest: .accept, token: UInt64(index + 1), exclusive: true)
+            do {
+                try selector.add(listeners[index].descriptor, interest: .accept, token: UInt64(index + 1), exclusive: true)
+            } catch {
+                // Stays paused and is retried after the longest pause.
+                acceptBackoff[index]?.resumeAt = now + AcceptBackoff.maximumDelay
+                let name = listeners[index].info.name
+                logger.log(.error, "listener could not be resumed", limitedBy: LogContext(.listener, name), [
+                    (.listener, name), (.error, String(describing: error)),
+                ])
+                continue
+            }
             acceptBackoff[index]?.isPaused = false
         }
     }
@@ -316,7 +330,9 @@ public final class EventLoop: @unchecked Sendable {
         var phase = ConnectionPhase.ready
         if let security, let context = security.context {
             guard let tls = TLSTransport(context: context, fileDescriptor: fd) else {
-                logger.error("TLS connection setup failed", [(.peer, peer), (.error, openSSLErrors())])
+                logger.log(.error, "TLS connection setup failed", limitedBy: LogContext(.listener, listener.name), [
+                    (.peer, peer), (.listener, listener.name), (.error, openSSLErrors()),
+                ])
                 Glibc.close(fd)
                 admission.release(source: address)
                 return
@@ -338,7 +354,9 @@ public final class EventLoop: @unchecked Sendable {
         do {
             try selector.add(fd, interest: .read, token: id)
         } catch {
-            logger.error("connection registration failed", [(.peer, peer), (.error, String(describing: error))])
+            logger.log(.error, "connection registration failed", limitedBy: LogContext(.listener, listener.name), [
+                (.peer, peer), (.listener, listener.name), (.error, String(describing: error)),
+            ])
             connection.transport.close()
             admission.release(source: address)
             return
@@ -374,7 +392,8 @@ public final class EventLoop: @unchecked Sendable {
                 return
             case .failed(let reason):
                 if let counters = connection.security?.counters { SecurityCounters.bump(counters.handshakesFailed) }
-                logger.warning("TLS handshake failed", [
+                // Keyed by the reason alone, so a flood from many peers writes one line per reason.
+                logger.log(.warning, "TLS handshake failed", limitedBy: LogContext(.reason, reason), [
                     (.connection, String(connection.id)), (.peer, connection.peer),
                     (.listener, connection.listener.name), (.reason, reason),
                 ])
@@ -405,7 +424,7 @@ public final class EventLoop: @unchecked Sendable {
                 return true
             case .invalid(let reason):
                 if let counters = connection.security?.counters { SecurityCounters.bump(counters.proxyHeadersRejected) }
-                logger.warning("invalid PROXY header", [
+                logger.log(.warning, "invalid PROXY header", limitedBy: LogContext(.reason, reason), [
                     (.connection, String(connection.id)), (.peer, connection.peer),
                     (.listener, connection.listener.name), (.reason, reason),
                 ])
@@ -422,7 +441,8 @@ public final class EventLoop: @unchecked Sendable {
                 setSetupInterest(connection, .read)
                 return false
             }
-            logger.warning("connection closed before its PROXY header", [
+            logger.log(.warning, "connection closed before its PROXY header",
+                       limitedBy: LogContext(.listener, connection.listener.name), [
                 (.connection, String(connection.id)), (.peer, connection.peer), (.listener, connection.listener.name),
             ])
             close(connection, reason: .proxyHeaderInvalid)
@@ -528,6 +548,8 @@ public final class EventLoop: @unchecked Sendable {
         for connection in connections.values {
             if let deadline = connection.setupDeadline, now > deadline {
                 if let counters = connection.security?.counters { SecurityCounters.bump(counters.handshakeTimeouts) }
+                // NOTE: Not rate-limited, so each stalled client gets a line with its peer. A flood is
+                // bounded by server.max_connections per handshake_timeout.
                 logger.warning("TLS handshake timed out", [
                     (.connection, String(connection.id)), (.peer, connection.peer), (.listener, connection.listener.name),
                 ])
