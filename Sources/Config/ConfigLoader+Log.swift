@@ -57,8 +57,9 @@ private func syslogSocket(_ node: YAMLNode, path: String) throws(ConfigError) ->
 /// because those end the tag in an RFC 3164 message.
 private func syslogIdent(_ node: YAMLNode, path: String) throws(ConfigError) -> String {
     let text = try string(node, path: path)
+    let excluded: Set<UInt8> = [UInt8(ascii: "["), UInt8(ascii: "]"), UInt8(ascii: ":")]
     let valid = text.utf8.count <= 32 && text.utf8.allSatisfy { byte in
-        byte > 0x20 && byte < 0x7F && byte != UInt8(ascii: "[") && byte != UInt8(ascii: "]") && byte != UInt8(ascii: ":")
+        byte > 0x20 && byte < 0x7F && !excluded.contains(byte)
     }
     guard valid else {
         throw invalid(node, path, expected: "1 to 32 printable ASCII characters other than space, [, ] and :")

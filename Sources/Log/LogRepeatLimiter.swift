@@ -72,7 +72,10 @@ public final class LogRepeatLimiter: Sendable {
     ///   - maxGroups: Bound on the groups tracked at once. Events of new groups past it share one
     ///     group per event text, with the context value `(other)`.
     ///   - clock: Monotonic time in seconds.
-    public init(window: Double = 10, maxGroups: Int = 1024, clock: @escaping @Sendable () -> Double = LogRepeatLimiter.monotonicSeconds) {
+    public init(
+        window: Double = 10, maxGroups: Int = 1024,
+        clock: @escaping @Sendable () -> Double = LogRepeatLimiter.monotonicSeconds
+    ) {
         precondition(window >= 0 && maxGroups > 0, "window must not be negative and maxGroups must be positive")
         self.window = window
         self.maxGroups = maxGroups

@@ -37,7 +37,8 @@ extension Logger {
     private func writeSummary(_ summary: LogRepeatLimiter.Summary) {
         guard isEnabled(summary.level) else { return }
         let context = summary.group.context
-        emit(summary.level, summary.group.event, [(context.key, context.value), (.suppressed, String(summary.suppressed))])
+        let metadata = [(context.key, context.value), (LogKey.suppressed, String(summary.suppressed))]
+        emit(summary.level, summary.group.event, metadata)
     }
 
     private func startFlushTimerOnce() {

@@ -98,6 +98,7 @@ public final class Logger: Sendable {
     private let syslogStorage = Mutex<SyslogWriter?>(nil)
     let flushesRepeats: Bool
     let flushStarted = Atomic<Bool>(false)
+    private let dropped = Atomic<UInt64>(0)
     /// Groups repeats of the events logged with ``log(_:_:limitedBy:_:)``.
     public let repeats: LogRepeatLimiter
     /// Picks the per-request decision lines that are logged at info; see ``decisionLevel()``.
@@ -110,12 +111,17 @@ public final class Logger: Sendable {
     ///     windows. Without it, a summary is written only when its group's next event comes, or
     ///     when ``flushRepeats()`` is called.
     public init(
-        fileDescriptor: Int32 = 2, repeats: LogRepeatLimiter = LogRepeatLimiter(), flushesRepeatsEverySecond: Bool = false
+        fileDescriptor: Int32 = 2, repeats: LogRepeatLimiter = LogRepeatLimiter(),
+        flushesRepeatsEverySecond: Bool = false
     ) {
         self.fileDescriptor = fileDescriptor
         self.repeats = repeats
         self.flushesRepeats = flushesRepeatsEverySecond
     }
+
+    /// Lines that the output did not take: the syslog socket was full or missing, or a write to the
+    /// file descriptor failed. A line cut short by a failed write counts too.
+    public var droppedLines: UInt64 { dropped.load(ordering: .relaxed) }
 
     /// The syslog socket lines go to, or nil for the file descriptor (stderr by default).
     public var syslog: SyslogWriter? {
@@ -185,7 +191,7 @@ public final class Logger: Sendable {
             let line = format == .json
                 ? LogLineFormatter.json(level: level, event: event, metadata: metadata, time: nil)
                 : LogLineFormatter.keyValue(level: level, event: event, metadata: metadata, time: nil)
-            syslog.send(line, level: level)
+            if !syslog.send(line, level: level) { dropped.add(1, ordering: .relaxed) }
             return
         }
         let line = format == .json
@@ -197,7 +203,11 @@ public final class Logger: Sendable {
             var offset = 0
             while offset < buffer.count {
                 let written = write(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)
-                if written <= 0 { break }
+                if written < 0 && errno == EINTR { continue }
+                if written <= 0 {
+                    dropped.add(1, ordering: .relaxed)
+                    break
+                }
                 offset += written
             }
         }

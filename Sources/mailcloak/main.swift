@@ -60,9 +60,39 @@ func loadConfiguration(_ path: String) -> Configuration {
     }
 }
 
+/// Applies the log section to the shared logger. A syslog socket that cannot be set up leaves
+/// the output as it was, and an absent one is reported on stderr, where the lines still go.
 func applyLogSettings(_ configuration: Configuration) {
-    Logger.shared.level = LogLevel(name: configuration.log.level) ?? .info
-    Logger.shared.format = LogFormat(rawValue: configuration.log.format) ?? .keyValue
+    let log = configuration.log
+    Logger.shared.level = LogLevel(name: log.level) ?? .info
+    Logger.shared.format = LogFormat(rawValue: log.format) ?? .keyValue
+    Logger.shared.decisionSampler.rate = log.decisionSampleRate
+    guard log.output == .syslog else {
+        Logger.shared.syslog = nil
+        return
+    }
+    let facility = SyslogFacility(rawValue: log.syslogFacility) ?? .mail
+    if let current = Logger.shared.syslog, current.path == log.syslogSocket, current.facility == facility,
+        current.ident == log.syslogIdent
+    {
+        return
+    }
+    do {
+        Logger.shared.syslog = try SyslogWriter(path: log.syslogSocket, facility: facility, ident: log.syslogIdent)
+    } catch {
+        Logger.shared.error("syslog output not set up, keeping the current output", [
+            (.path, log.syslogSocket), (.error, error.description),
+        ])
+        return
+    }
+    if access(log.syslogSocket, W_OK) != 0 {
+        let code = errno
+        let stderrLogger = Logger(fileDescriptor: 2)
+        stderrLogger.format = Logger.shared.format
+        stderrLogger.warning("syslog socket not writable; log lines are dropped until it is", [
+            (.path, log.syslogSocket), (.error, String(cString: strerror(code))),
+        ])
+    }
 }
 
 /// Validates the configuration and reports whether PostgreSQL and the identity provider answer.
