@@ -2,6 +2,7 @@
 // come from fixed sets or from the configuration (listener names), never
 // from addresses, users or certificate subjects.
 import IdentityProvider
+import Log
 import Metrics
 import Reactor
 import Store
@@ -200,6 +201,19 @@ extension MetricsEndpoint {
         registry.collect("mailcloak_store_error",
                          help: "1 while the last PostgreSQL connection, query or schema check failed.", type: .gauge) {
             [MetricSample(store.status.lastError == nil ? 0 : 1)]
+        }
+        registry.collect("mailcloak_postgres_errors_total",
+                         help: "PostgreSQL connection, query and schema check failures of the snapshot store.",
+                         type: .counter) {
+            [MetricSample(Double(store.status.failures))]
+        }
+    }
+
+    static func registerLogFamilies(_ registry: MetricsRegistry, logger: Logger) {
+        registry.collect("mailcloak_log_lines_dropped_total",
+                         help: "Log lines dropped because the syslog socket was full or missing or stderr failed.",
+                         type: .counter) {
+            [MetricSample(Double(logger.droppedLines))]
         }
     }
 }

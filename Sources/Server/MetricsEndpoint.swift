@@ -62,6 +62,7 @@ public final class MetricsEndpoint: Sendable {
         Self.registerConnectionFamilies(registry) { loops.value }
         Self.registerIdentityFamilies(registry, identities: identities)
         Self.registerStoreFamilies(registry, store: store)
+        Self.registerLogFamilies(registry, logger: logger)
         guard configuration.metrics.enabled else {
             http = nil
             return

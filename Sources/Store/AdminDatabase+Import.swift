@@ -88,6 +88,8 @@ extension AdminDatabase {
             try execute(dryRun ? "ROLLBACK" : "COMMIT")
             return counts
         } catch {
+            // The first error is the one raised. A failed ROLLBACK needs no report, because the server
+            // aborts the transaction when the connection closes.
             if connection.isOpen { _ = try? connection.execute("ROLLBACK") }
             throw error
         }

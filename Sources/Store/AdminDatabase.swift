@@ -84,6 +84,8 @@ package final class AdminDatabase {
             try execute("COMMIT")
             return value
         } catch {
+            // The first error is the one raised. A failed ROLLBACK needs no report, because the server
+            // aborts the transaction when the connection closes.
             if connection.isOpen { _ = try? connection.execute("ROLLBACK") }
             throw error
         }

@@ -160,6 +160,8 @@ package final class PostgresConnection {
             try execute("COMMIT")
             return value
         } catch {
+            // The first error is the one raised. A failed ROLLBACK needs no report, because the server
+            // aborts the transaction when the connection closes.
             if isOpen { _ = try? execute("ROLLBACK") }
             throw error
         }

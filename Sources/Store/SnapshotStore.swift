@@ -245,16 +245,18 @@ extension SnapshotStore {
         state.withLock { state in
             state.status.connected = false
             state.status.lastError = error.description
+            state.status.failures += 1
         }
+        // Rate-limited by the error text, so an outage writes one line per 10 s and error, plus a count.
+        let context = LogContext(.error, error.description)
         if case .schemaBehind = error {
-            logger.error("database schema is behind; run mailcloakctl migrate", [
+            logger.log(.error, "database schema is behind; run mailcloakctl migrate", limitedBy: context, [
                 (.error, error.description), (.attempt, String(attempt)),
             ])
             return
         }
-        logger.warning(hasSnapshot ? "store disconnected, serving last snapshot" : "store connection failed", [
-            (.error, error.description), (.attempt, String(attempt)),
-        ])
+        let event = hasSnapshot ? "store disconnected, serving last snapshot" : "store connection failed"
+        logger.log(.warning, event, limitedBy: context, [(.error, error.description), (.attempt, String(attempt))])
     }
 
     /// Sleeps the backoff delay for `attempt`; returns false when stop() interrupts it.

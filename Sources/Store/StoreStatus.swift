@@ -18,11 +18,15 @@ public struct StoreStatus: Sendable, Equatable {
     public var loads: Int
     /// Connections opened since start; above 1 means the store reconnected.
     public var connects: Int
+    /// Connection, query and schema errors since start. Unlike `lastError`, a later successful
+    /// load does not reset it.
+    public var failures: Int
 
     public init(
         connected: Bool = false, snapshotAge: Double? = nil, counts: SnapshotCounts = .init(),
         lastError: String? = nil, schemaVersion: Int? = nil,
-        expectedSchemaVersion: Int = SchemaCheck.expectedVersion, loads: Int = 0, connects: Int = 0
+        expectedSchemaVersion: Int = SchemaCheck.expectedVersion, loads: Int = 0, connects: Int = 0,
+        failures: Int = 0
     ) {
         self.connected = connected
         self.snapshotAge = snapshotAge
@@ -32,5 +36,6 @@ public struct StoreStatus: Sendable, Equatable {
         self.expectedSchemaVersion = expectedSchemaVersion
         self.loads = loads
         self.connects = connects
+        self.failures = failures
     }
 }
