@@ -58,7 +58,6 @@ final class AuthentikClient: Sendable {
     private let pageSize: Int
     private let http: HTTPClient
     private let logger: Logger
-    private let failureLog = LogThrottle()
 
     init(config: AuthentikConfig, baseURL: String, token: Secret, http: HTTPClient, logger: Logger) {
         self.usersEndpoint = baseURL + Self.usersPath
@@ -148,12 +147,12 @@ final class AuthentikClient: Sendable {
         }
     }
 
+    /// Logs a lookup failure and returns it. One rate-limit group covers every reason, because
+    /// reasons carry varying details such as curl's elapsed time.
     private func fail(_ reason: String) -> IdentityLookupError {
-        if let suppressed = failureLog.admit() {
-            logger.warning(
-                "identity provider lookup failed",
-                [(.provider, "authentik"), (.reason, reason), (.count, "\(suppressed)")])
-        }
+        logger.log(.warning, "identity provider lookup failed", limitedBy: LogContext(.provider, "authentik"), [
+            (.provider, "authentik"), (.reason, reason),
+        ])
         return .unavailable(reason: reason)
     }
 }

@@ -80,7 +80,10 @@ private func makeKeycloakBackend(
     let client = KeycloakClient(config: keycloak, baseURL: settings.baseURL, tokens: tokens, http: http, logger: logger)
     logger.info(
         "identity provider configured",
-        [(.provider, "keycloak"), (.url, settings.baseURL), (.realm, keycloak.realm), (.user, keycloak.clientID)])
+        [
+            (.provider, "keycloak"), (.url, Secret.redactingUserInfo(settings.baseURL)), (.realm, keycloak.realm),
+            (.user, keycloak.clientID),
+        ])
     return KeycloakBackend(config: keycloak, client: client, tokens: tokens)
 }
 
@@ -106,7 +109,9 @@ private func makeAuthentikBackend(
         throw .invalidConfiguration(key: "identity.authentik", reason: "\(error)")
     }
     let client = AuthentikClient(config: config, baseURL: String(baseURL), token: token, http: http, logger: logger)
-    logger.info("identity provider configured", [(.provider, "authentik"), (.url, String(baseURL))])
+    logger.info("identity provider configured", [
+        (.provider, "authentik"), (.url, Secret.redactingUserInfo(String(baseURL))),
+    ])
     return AuthentikBackend(config: config, client: client)
 }
 

@@ -22,8 +22,6 @@ final class KeycloakClient: Sendable {
     private let tokens: KeycloakTokenProvider
     private let http: HTTPClient
     private let logger: Logger
-    private let failureLog = LogThrottle()
-    private let duplicateLog = LogThrottle()
 
     init(config: KeycloakConfig, baseURL: String, tokens: KeycloakTokenProvider, http: HTTPClient, logger: Logger) {
         self.usersPath = "/admin/realms/\(PercentEncoding.encode(config.realm))/users"
@@ -46,13 +44,12 @@ final class KeycloakClient: Sendable {
                 "user query returned a full page of \(Self.maxResults) users without an exact match; "
                     + "the server seems to ignore exact=true and match substrings")
         }
-        if selection.enabledMatches.count > 1, let suppressed = duplicateLog.admit() {
-            logger.warning(
-                "several enabled identity provider users share one key; using the first by username",
-                [
-                    (.key, key.description), (.user, selection.enabledMatches.joined(separator: ",")),
-                    (.count, "\(suppressed)"),
-                ])
+        if selection.enabledMatches.count > 1 {
+            // One group for all keys, so a directory with many duplicates writes one line per 10 s.
+            logger.log(
+                .warning, "several enabled identity provider users share one key; using the first by username",
+                limitedBy: LogContext(.realm, realm),
+                [(.realm, realm), (.key, key.description), (.user, selection.enabledMatches.joined(separator: ","))])
         }
         logger.debug("identity provider lookup", [(.key, key.description), (.state, Self.describe(selection.answer))])
         return selection.answer
@@ -147,13 +144,12 @@ final class KeycloakClient: Sendable {
         }
     }
 
-    /// Logs a lookup failure, at most once per 10 seconds, and returns it.
+    /// Logs a lookup failure and returns it. One rate-limit group covers every reason, because
+    /// reasons carry varying details such as curl's elapsed time.
     private func fail(_ reason: String) -> IdentityLookupError {
-        if let suppressed = failureLog.admit() {
-            logger.warning(
-                "identity provider lookup failed",
-                [(.provider, "keycloak"), (.realm, realm), (.reason, reason), (.count, "\(suppressed)")])
-        }
+        logger.log(.warning, "identity provider lookup failed", limitedBy: LogContext(.provider, "keycloak"), [
+            (.provider, "keycloak"), (.realm, realm), (.reason, reason),
+        ])
         return .unavailable(reason: reason)
     }
 

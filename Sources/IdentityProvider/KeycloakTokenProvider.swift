@@ -27,7 +27,6 @@ final class KeycloakTokenProvider: @unchecked Sendable {
     private let http: HTTPClient
     private let logger: Logger
     private let clock: MonotonicClock
-    private let failureLog = LogThrottle()
     /// How long a thread waits for a token request another thread sent.
     private let waitLimit: UInt64
 
@@ -158,12 +157,13 @@ final class KeycloakTokenProvider: @unchecked Sendable {
         return nanoseconds(seconds - min(refreshSkew, seconds / 2))
     }
 
+    /// Logs a token request failure and returns it. One rate-limit group covers every reason, because
+    /// reasons carry varying details such as curl's elapsed time.
     private func fail(_ reason: String) -> Result<AccessToken, IdentityLookupError> {
-        if let suppressed = failureLog.admit() {
-            logger.warning(
-                "identity provider token request failed",
-                [(.provider, "keycloak"), (.user, clientID), (.reason, reason), (.count, "\(suppressed)")])
-        }
+        let context = LogContext(.provider, "keycloak")
+        logger.log(.warning, "identity provider token request failed", limitedBy: context, [
+            (.provider, "keycloak"), (.user, clientID), (.reason, reason),
+        ])
         return .failure(.unavailable(reason: reason))
     }
 

@@ -53,6 +53,9 @@ final class SharedIdentityCache: Sendable {
         lockWait = redisConfig.lockWait
     }
 
+    // Redis errors below fall back to the provider (a miss, or `.proceed` without a lock) and are
+    // not raised. RedisPool counts each one in mailcloak_redis_errors_total and logs it, rate-limited.
+
     func get(_ key: IdentityKey) -> Lookup {
         guard let entry = try? redis.get(key) else { return .miss }
         if entry.isFresh { return .fresh(entry.answer, freshFor: Double(entry.freshForMilliseconds) / 1000) }

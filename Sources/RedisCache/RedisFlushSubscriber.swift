@@ -70,7 +70,8 @@ package final class RedisFlushSubscriber: Sendable {
                 try listen(on: connection) {
                     if everSubscribed { handler(.resubscribed) }
                     if failures > 0 {
-                        logger.info("redis flush channel subscribed again", [(.key, channel)])
+                        logger.log(.info, "redis flush channel subscribed again", limitedBy: LogContext(.key, channel),
+                                   [(.key, channel)])
                     }
                     everSubscribed = true
                     failures = 0
@@ -79,9 +80,12 @@ package final class RedisFlushSubscriber: Sendable {
                 subscribed.store(false, ordering: .releasing)
                 failures += 1
                 if failures == 1 {
-                    logger.warning(
-                        "redis flush subscription lost; reconnecting",
-                        [(.address, "\(endpoint.host):\(endpoint.port)"), (.error, error.description)])
+                    // Rate-limited too, because a subscription that breaks right after each reconnect
+                    // starts a new outage every time.
+                    let address = "\(endpoint.host):\(endpoint.port)"
+                    logger.log(.warning, "redis flush subscription lost; reconnecting",
+                               limitedBy: LogContext(.address, address),
+                               [(.address, address), (.error, error.description)])
                 }
                 let delay = min(maxReconnectDelay, 0.05 * Double(1 << min(failures - 1, 16)))
                 sleepUnlessStopped(delay * Double.random(in: 0.8...1.2))

@@ -117,6 +117,7 @@ package final class RedisPool: @unchecked Sendable {
             if let failure, connection.isBroken {
                 recordFailure(failure)
             } else {
+                if let failure { recordErrorReply(failure) }
                 recordSuccess()
             }
             lock.broadcast()
@@ -131,18 +132,39 @@ package final class RedisPool: @unchecked Sendable {
         let delay = min(maxReconnectDelay, 0.05 * Double(1 << min(consecutiveFailures - 1, 16)))
         retryAt = monotonicNow() + UInt64(delay * Double.random(in: 0.8...1.2) * 1e9)
         if consecutiveFailures == 1 {
-            logger.warning(
-                "redis unavailable; identity lookups continue without the shared cache",
-                [(.address, "\(endpoint.host):\(endpoint.port)"), (.error, error.description)])
+            // Once per outage, and rate-limited as well, because a Redis that fails right after
+            // each reconnect starts a new outage every time.
+            let address = "\(endpoint.host):\(endpoint.port)"
+            logger.log(.warning, "redis unavailable; identity lookups continue without the shared cache",
+                       limitedBy: LogContext(.address, address), [(.address, address), (.error, error.description)])
         }
+    }
+
+    /// Counts and logs a failed call on a connection that stays usable, such as an error reply.
+    /// Called with the lock held.
+    private func recordErrorReply(_ error: RedisError) {
+        errorTotal += 1
+        // Grouped by the kind of failure, because the reply text varies from call to call. An
+        // unexpected reply is not shown, because it can be a cached value.
+        let kind: String
+        switch error {
+        case .rejected(let command, _): kind = "\(command) rejected"
+        case .unexpectedReply: kind = "unexpected reply"
+        default: kind = error.description
+        }
+        let text = if case .unexpectedReply = error { kind } else { String(error.description.prefix(200)) }
+        logger.log(.warning, "redis command failed", limitedBy: LogContext(.reason, kind), [
+            (.address, "\(endpoint.host):\(endpoint.port)"), (.reason, kind), (.error, text),
+        ])
     }
 
     /// Called with the lock held.
     private func recordSuccess() {
         guard consecutiveFailures > 0 else { return }
-        logger.info(
-            "redis available again",
-            [(.address, "\(endpoint.host):\(endpoint.port)"), (.count, String(outageErrors))])
+        let address = "\(endpoint.host):\(endpoint.port)"
+        logger.log(.info, "redis available again", limitedBy: LogContext(.address, address), [
+            (.address, address), (.count, String(outageErrors)),
+        ])
         consecutiveFailures = 0
         outageErrors = 0
         retryAt = 0
