@@ -139,7 +139,9 @@ final class ProtocolSession: ConnectionHandler {
 
     /// Logs a malformed or oversized request and closes; Postfix reconnects and retries.
     private func rejectInput(_ connection: Connection, reason: String) {
-        context.logger.warning("malformed request, closing connection", [
+        // Rate-limited per listener, because the reason text varies with the bytes received.
+        let limit = LogContext(.listener, connection.listener.name)
+        context.logger.log(.warning, "malformed request, closing connection", limitedBy: limit, [
             (.connection, String(connection.id)), (.peer, connection.peer),
             (.listener, connection.listener.name), (.error, reason),
         ])
@@ -181,10 +183,7 @@ final class ProtocolSession: ConnectionHandler {
             case .decided(let reply):
                 metrics?.recordSocketmap(map: mapRequest.name, reply, since: requestStart)
                 finish(connection, reply: reply.encoded)
-                context.logger.debug("socketmap reply", [
-                    (.connection, String(connection.id)), (.map, mapRequest.name), (.key, mapRequest.key),
-                    (.action, String(decoding: reply.encoded, as: UTF8.self)),
-                ])
+                logDecision(connection, mapRequest, reply)
             case .needs(let key):
                 startLookup(key, for: request, on: connection, busyReply: SocketmapReply.temp("server busy").encoded)
             }
@@ -227,7 +226,9 @@ final class ProtocolSession: ConnectionHandler {
     private func startLookup(_ key: IdentityKey, for request: PendingRequest, on connection: Connection,
                              busyReply: [UInt8]) {
         guard fetched.count < Self.maxLookupRounds else {
-            context.logger.error("decision needed too many identity lookups", [(.key, key.description)])
+            context.logger.log(.error, "decision needed too many identity lookups",
+                               limitedBy: LogContext(.limit, String(Self.maxLookupRounds)),
+                               [(.key, key.description), (.limit, String(Self.maxLookupRounds))])
             recordBusy(request)
             finish(connection, reply: busyReply)
             return
@@ -247,7 +248,9 @@ final class ProtocolSession: ConnectionHandler {
             loop.deliver(LookupCompletion(generation: ticket, key: key, result: result), to: id)
         }
         guard submitted else {
-            context.logger.warning("lookup queue full, replying with a temporary failure", [(.connection, String(id))])
+            context.logger.log(.warning, "lookup queue full, replying with a temporary failure",
+                               limitedBy: LogContext(.reason, "server.worker_queue_limit"),
+                               [(.connection, String(id)), (.reason, "server.worker_queue_limit")])
             recordBusy(request)
             finish(connection, reply: busyReply)
             return
@@ -266,11 +269,24 @@ final class ProtocolSession: ConnectionHandler {
         }
     }
 
+    /// Logs one policy decision at debug, or at info for the share that `log.decision_sample_rate` picks.
+    /// A policy request carries no password or token, so every field may be logged.
     private func logDecision(_ connection: Connection, _ request: PolicyRequest, _ action: PolicyAction) {
-        context.logger.debug("policy decision", [
-            (.connection, String(connection.id)), (.state, request.protocolState),
+        let logger = context.logger
+        logger.log(logger.decisionLevel(), "policy decision", [
+            (.connection, String(connection.id)), (.service, "policy"), (.state, request.protocolState),
             (.saslUsername, request.saslUsername), (.saslMethod, request.saslMethod),
-            (.sender, request.sender ?? ""), (.recipient, request.recipient ?? ""), (.action, action.actionText),
+            (.sender, request.sender ?? ""), (.recipient, request.recipient ?? ""),
+            (.decision, DecisionLogFields.decision(action)), (.reply, action.actionText),
+        ])
+    }
+
+    /// Logs one socketmap reply at debug, or at info for the share that `log.decision_sample_rate` picks.
+    private func logDecision(_ connection: Connection, _ request: SocketmapRequest, _ reply: SocketmapReply) {
+        let logger = context.logger
+        logger.log(logger.decisionLevel(), "socketmap reply", [
+            (.connection, String(connection.id)), (.service, "socketmap"), (.map, request.name), (.key, request.key),
+            (.decision, DecisionLogFields.decision(reply)), (.reply, DecisionLogFields.text(reply)),
         ])
     }
 }
