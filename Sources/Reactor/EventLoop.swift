@@ -299,7 +299,8 @@ public final class EventLoop: @unchecked Sendable {
         guard !isDraining else { return }
         for (index, backoff) in acceptBackoff where backoff.isPaused && backoff.resumeAt <= now {
             do {
-                try selector.add(listeners[index].descriptor, interest: .accept, token: UInt64(index + 1), exclusive: true)
+                let descriptor = listeners[index].descriptor
+                try selector.add(descriptor, interest: .accept, token: UInt64(index + 1), exclusive: true)
             } catch {
                 // Stays paused and is retried after the longest pause.
                 acceptBackoff[index]?.resumeAt = now + AcceptBackoff.maximumDelay
