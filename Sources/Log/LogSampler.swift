@@ -5,7 +5,7 @@
 // count exact lines.
 import Synchronization
 
-/// Picks a fixed fraction of events. Thread-safe; the rate can change while events are counted.
+/// Picks a fixed fraction of events. It is thread-safe, and the rate can change while events are counted.
 public final class LogSampler: Sendable {
     private let rateBits = Atomic<UInt64>(0.0.bitPattern)
     private let events = Atomic<UInt64>(0)

@@ -78,7 +78,7 @@ public enum LogKey: String, Sendable {
     case workers
     /// Events of a rate-limited group that were counted but not written during its window.
     case suppressed
-    /// The outcome of a policy or socketmap request, such as `permit`, `reject` or `notfound`.
+    /// The outcome of a policy or socketmap request, such as `dunno`, `reject`, `defer`, `ok` or `notfound`.
     case decision
     /// The reply text sent to Postfix.
     case reply

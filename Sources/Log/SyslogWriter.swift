@@ -1,8 +1,8 @@
 // Sends log lines to the local syslog daemon as RFC 3164-style datagrams,
 // `<PRI>ident[pid]: message`, on a UNIX datagram socket (/dev/log by
 // default). The daemon adds the time stamp and host name. The socket is
-// non-blocking: when the daemon's queue is full or the socket is missing, the
-// line is dropped and counted, so logging never blocks a reactor thread.
+// non-blocking, so when the daemon's queue is full or the socket is missing,
+// the line is dropped and counted, and a syslog line never blocks the caller.
 //
 // NOTE: Lines longer than maxMessageSize bytes are cut. RFC 3164 allows 1024
 // bytes, but rsyslog and systemd-journald accept 8 KiB on /dev/log.
@@ -51,7 +51,7 @@ public enum SyslogError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// Writes datagrams to a syslog socket. Thread-safe: each line is one `sendto(2)` call.
 public final class SyslogWriter: Sendable {
-    /// Longest message sent, in bytes, after the `<PRI>ident[pid]: ` header.
+    /// Maximum message size in bytes, not counting the `<PRI>ident[pid]: ` header.
     public static let maxMessageSize = 8192
 
     public let path: String
@@ -91,7 +91,7 @@ public final class SyslogWriter: Sendable {
     /// Lines handed to the socket, since start.
     public var sentLines: UInt64 { sent.load(ordering: .relaxed) }
 
-    /// The syslog severity of a level: critical 2, error 3, warning 4, notice 5, info 6, debug and trace 7.
+    /// Maps a level to its syslog severity: critical 2, error 3, warning 4, notice 5, info 6, debug and trace 7.
     public static func severity(_ level: LogLevel) -> Int {
         switch level {
         case .trace, .debug: 7
