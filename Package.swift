@@ -25,21 +25,26 @@ let package = Package(
         // What Swift cannot call directly: epoll, eventfd, accept4, variadic curl setters.
         .target(name: "CShim", dependencies: ["CCurl", "COpenSSL"]),
 
-        .target(name: "Log"),
+        // A pthread-mutex lock that the thread sanitizer sees (Synchronization.Mutex it does not).
+        .target(name: "Locking"),
+        .target(name: "Log", dependencies: ["Locking"]),
         .target(name: "Config", dependencies: ["CYAML", "Log"]),
         .target(name: "Model"),
         .target(name: "PolicyProtocol"),
         .target(name: "Socketmap"),
-        .target(name: "Reactor", dependencies: ["CShim", "Log", "Config"]),
-        .target(name: "Store", dependencies: ["CLibPQ", "Model", "Config", "Log"]),
-        .target(name: "Metrics"),
+        .target(name: "Reactor", dependencies: ["Locking", "CShim", "Log", "Config"]),
+        .target(name: "Store", dependencies: ["Locking", "CLibPQ", "Model", "Config", "Log"]),
+        .target(name: "Metrics", dependencies: ["Locking"]),
         .target(name: "RedisCache", dependencies: ["CHiredis", "Model", "Config", "Log"]),
-        .target(name: "IdentityProvider", dependencies: ["CCurl", "CShim", "Model", "Config", "Log", "RedisCache"]),
+        .target(
+            name: "IdentityProvider",
+            dependencies: ["Locking", "CCurl", "CShim", "Model", "Config", "Log", "RedisCache"]
+        ),
         .target(name: "Resolver", dependencies: ["Model", "Config", "Log", "PolicyProtocol", "Socketmap"]),
         .target(
             name: "Server",
             dependencies: [
-                "Reactor", "PolicyProtocol", "Socketmap", "Resolver", "Store", "IdentityProvider",
+                "Locking", "Reactor", "PolicyProtocol", "Socketmap", "Resolver", "Store", "IdentityProvider",
                 "Config", "Log", "Model", "Metrics",
             ]
         ),
@@ -48,22 +53,25 @@ let package = Package(
             name: "mailcloakctl",
             dependencies: ["Store", "Config", "Log", "Model", "CArgon2", "CSQLite", "RedisCache"]
         ),
-        .executableTarget(name: "mailcloak-bench", dependencies: ["CShim", "COpenSSL"]),
+        .executableTarget(name: "mailcloak-bench", dependencies: ["Locking", "CShim", "COpenSSL"]),
         .executableTarget(
             name: "baseline-responder",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
 
-        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "LockingTests", dependencies: ["Locking"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Locking", "Config"]),
         .testTarget(name: "ModelTests", dependencies: ["Model"]),
         .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol", "TestSupport"]),
         .testTarget(name: "SocketmapTests", dependencies: ["Socketmap", "TestSupport"]),
-        .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"]),
+        .testTarget(name: "ReactorTests", dependencies: ["Locking", "Reactor", "CShim"]),
         .testTarget(name: "TLSTests", dependencies: ["Reactor", "Config", "Log", "CShim", "COpenSSL"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Model", "Config", "PolicyProtocol", "Socketmap"]),
         // Helpers shared by test targets: a throwaway redis-server, byte-stream chunking.
         .target(name: "TestSupport", dependencies: ["RedisCache"], path: "Tests/TestSupport"),
-        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "Model", "Config", "Log", "TestSupport"]),
+        .testTarget(
+            name: "RedisCacheTests", dependencies: ["Locking", "RedisCache", "Model", "Config", "Log", "TestSupport"]
+        ),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IdentityProviderTests",
@@ -73,7 +81,7 @@ let package = Package(
         ),
         // Tests against real services: PostgreSQL, the Keycloak development
         // directory, Postfix. scripts/test.sh starts what they need.
-        .testTarget(name: "StoreIntegrationTests", dependencies: ["Store", "Config", "Model", "Log"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Config", "Model", "Log"]),
+        .testTarget(name: "StoreIntegrationTests", dependencies: ["Locking", "Store", "Config", "Model", "Log"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Locking", "Config", "Model", "Log"]),
     ]
 )

@@ -3,7 +3,7 @@
 // each failed probe (with ±20% jitter, so instances do not probe together),
 // then lets one probe through (half-open). A successful probe closes it.
 import Log
-import Synchronization
+import Locking
 
 /// The state of a circuit breaker.
 public enum CircuitBreakerState: String, Sendable, Equatable {
@@ -28,7 +28,7 @@ final class CircuitBreaker: Sendable {
     private let maxBackoff: Double
     private let clock: MonotonicClock
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(
         failureThreshold: Int, initialBackoff: Double, maxBackoff: Double, logger: Logger,

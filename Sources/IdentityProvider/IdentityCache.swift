@@ -4,7 +4,7 @@
 // Errors are never stored: the API takes answers only. An entry outlives its
 // TTL by the stale window, during which only `staleAnswer(for:)` returns it.
 import Model
-import Synchronization
+import Locking
 
 /// A thread-safe, size-bounded LRU cache of identity answers with expiry.
 ///
@@ -20,10 +20,10 @@ public final class IdentityCache: Sendable {
     }
 
     private final class Shard: Sendable {
-        let store: Mutex<LRUStore<IdentityKey, Entry>>
+        let store: Locked<LRUStore<IdentityKey, Entry>>
 
         init(capacity: Int) {
-            store = Mutex(LRUStore(capacity: capacity))
+            store = Locked(LRUStore(capacity: capacity))
         }
     }
 

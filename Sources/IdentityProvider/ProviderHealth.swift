@@ -1,7 +1,7 @@
 // The last known state of the identity provider, for readiness probes:
 // the outcome of the last full check, overridden by a later failed lookup
 // until a lookup succeeds again.
-import Synchronization
+import Locking
 
 /// Combines check results and lookup outcomes into one readiness state.
 final class ProviderHealth: Sendable {
@@ -10,7 +10,7 @@ final class ProviderHealth: Sendable {
         var lookupFailure: String?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func recordCheck(_ result: Result<String, IdentityProviderError>) {
         state.withLock {

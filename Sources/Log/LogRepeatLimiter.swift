@@ -11,7 +11,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
+import Locking
 
 /// Counts repeated events by group within fixed windows, and decides which ones are written.
 public final class LogRepeatLimiter: Sendable {
@@ -65,7 +65,7 @@ public final class LogRepeatLimiter: Sendable {
     /// Maximum number of groups tracked at once.
     public let maxGroups: Int
     private let clock: @Sendable () -> Double
-    private let windows = Mutex<[Group: Window]>([:])
+    private let windows = Locked<[Group: Window]>([:])
 
     /// - Parameters:
     ///   - window: Seconds during which repeats of a written event are counted and not written.

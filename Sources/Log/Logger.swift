@@ -7,6 +7,7 @@ import Glibc
 #endif
 import Dispatch
 import Synchronization
+import Locking
 
 /// Severity of a log event, lowest first.
 public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
@@ -95,7 +96,7 @@ public final class Logger: Sendable {
     private let levelStorage = Atomic<Int>(LogLevel.info.rawValue)
     private let formatStorage = Atomic<Int>(0)
     private let fileDescriptor: Int32
-    private let syslogStorage = Mutex<SyslogWriter?>(nil)
+    private let syslogStorage = Locked<SyslogWriter?>(nil)
     let flushesRepeats: Bool
     let flushStarted = Atomic<Bool>(false)
     private let dropped = Atomic<UInt64>(0)

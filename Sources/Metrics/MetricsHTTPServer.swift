@@ -9,6 +9,7 @@
 import Glibc
 #endif
 import Synchronization
+import Locking
 
 /// A failure to bind the endpoint's address.
 public struct MetricsServerError: Error, Sendable, CustomStringConvertible {
@@ -24,7 +25,7 @@ public final class MetricsHTTPServer: Sendable {
     private let descriptor: Int32
     private let routes: MetricsRoutes
     private let stopRequested = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Locked<pthread_t?>(nil)
 
     /// Binds `host:port` (a numeric IPv4 or IPv6 address); nothing is accepted until `start()`.
     public init(host: String, port: UInt16, routes: MetricsRoutes, readTimeout: Double = 5)

@@ -3,7 +3,7 @@
 // one per fixed label set, and then updated without the registry. Values
 // that other components already keep (store status, cache counters) are read
 // at scrape time through collectors.
-import Synchronization
+import Locking
 
 /// The kind of a metric family, as the `# TYPE` line writes it.
 public enum MetricType: String, Sendable {
@@ -58,7 +58,7 @@ public final class MetricsRegistry: Sendable {
         var series: [Series]
     }
 
-    private let families = Mutex<[Family]>([])
+    private let families = Locked<[Family]>([])
 
     public init() {}
 

@@ -7,6 +7,7 @@
 // balancer that sends a PROXY header all clients count as the balancer.
 import Log
 import Synchronization
+import Locking
 
 /// Why a new connection was closed before it was read.
 public enum AdmissionRejection: String, Sendable, CaseIterable {
@@ -21,7 +22,7 @@ public final class ConnectionAdmission: Sendable {
     public let maxConnections: Int
     public let maxConnectionsPerSource: Int
     private let open = Atomic<Int>(0)
-    private let openBySource = Mutex<[[UInt8]: Int]>([:])
+    private let openBySource = Locked<[[UInt8]: Int]>([:])
     private let rejectedGlobal = Atomic<UInt64>(0)
     private let rejectedPerSource = Atomic<UInt64>(0)
 

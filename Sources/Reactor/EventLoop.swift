@@ -14,6 +14,7 @@ import Log
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import Locking
 #endif
 
 /// Creates the protocol handler of each accepted connection, on its loop's thread.
@@ -65,7 +66,7 @@ public final class EventLoop: @unchecked Sendable {
     let factory: any ConnectionHandlerFactory
     let logger: Logger
     let admission: ConnectionAdmission
-    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let pending = Locked<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
     private let connectionCount = Atomic<Int>(0)
 

@@ -7,6 +7,7 @@ import Log
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import Locking
 #endif
 
 /// Counts of security events on one listener, readable from any thread.
@@ -60,7 +61,7 @@ public final class ListenerSecurity: Sendable {
     public let listenerName: String
     public let counters = SecurityCounters()
     let logger: Logger
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// Loads the listener's TLS material; throws when it is unusable, so a bad start fails.
     public init(config: ListenerConfig, logger: Logger = .shared) throws(TLSError) {
@@ -71,7 +72,7 @@ public final class ListenerSecurity: Sendable {
             context = try TLSContext.load(tls)
         }
         let stamps = (config.tls?.files ?? []).map { FileStamp(path: $0) }
-        state = Mutex(State(config: config, context: context, stamps: stamps, lastCheck: monotonicSeconds(),
+        state = Locked(State(config: config, context: context, stamps: stamps, lastCheck: monotonicSeconds(),
                             lastExpiryWarning: -1e12))
         warnAboutExpiry(force: true)
     }
@@ -173,7 +174,7 @@ public final class ListenerSecurity: Sendable {
 public final class SecurityWatcher: Sendable {
     private let securities: [ListenerSecurity]
     private let stopRequested = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Locked<pthread_t?>(nil)
 
     public init(_ securities: [ListenerSecurity]) {
         self.securities = securities

@@ -14,6 +14,7 @@ import Metrics
 import Reactor
 import Store
 import Synchronization
+import Locking
 
 /// The state that readiness depends on besides the store; shared with the HTTP thread.
 final class ReadinessState: Sendable {
@@ -23,7 +24,7 @@ final class ReadinessState: Sendable {
 
 /// The loop group, set once it is built; the endpoint is built first, because the loops' sessions count into it.
 final class LoopGroupReference: Sendable {
-    private let group = Mutex<ServerLoopGroup?>(nil)
+    private let group = Locked<ServerLoopGroup?>(nil)
 
     var value: ServerLoopGroup? {
         get { group.withLock { $0 } }

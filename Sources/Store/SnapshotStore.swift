@@ -9,7 +9,7 @@ import Dispatch
 import Foundation
 import Log
 import Model
-import Synchronization
+import Locking
 
 #if canImport(Glibc)
 import Glibc
@@ -28,8 +28,8 @@ public final class SnapshotStore: Sendable {
 
     private let config: DatabaseConfig
     private let logger: Logger
-    private let snapshotBox = Mutex<Snapshot?>(nil)
-    private let state = Mutex(RunState())
+    private let snapshotBox = Locked<Snapshot?>(nil)
+    private let state = Locked(RunState())
     private let wakeReadDescriptor: Int32
     private let wakeWriteDescriptor: Int32
     private let firstSnapshotGroup = DispatchGroup()

@@ -5,7 +5,7 @@
 // plus 1 s. The hold lasts S seconds and ends with every connection closed.
 // Connections that the server closes during the hold are counted, not reopened.
 
-import Synchronization
+import Locking
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +13,7 @@ import Glibc
 /// The established connections of all threads. The last thread to begin its hold
 /// prints one line for the whole run, which scripts wait for before they measure.
 final class HoldProgress: Sendable {
-    private let state = Mutex<(threads: Int, established: Int)>((0, 0))
+    private let state = Locked<(threads: Int, established: Int)>((0, 0))
     let threadCount: Int
     let connectionCount: Int
     let seconds: Double

@@ -8,7 +8,7 @@
 // idle connections open.
 // The usage text in BenchOptions.swift lists the options.
 
-import Synchronization
+import Locking
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,7 +26,7 @@ func exitWithUsage(_ error: BenchUsageError) -> Never {
 
 /// Collects the threads' results.
 final class ResultSink: Sendable {
-    let results = Mutex<[WorkerResult]>([])
+    let results = Locked<[WorkerResult]>([])
 }
 
 private final class ThreadBody {

@@ -1,6 +1,6 @@
 // Helpers for the Log target's tests: a clock the test moves by hand and a
 // logger whose lines the test reads back from a pipe.
-import Synchronization
+import Locking
 import Testing
 
 #if canImport(Glibc)
@@ -11,7 +11,7 @@ import Log
 
 /// A monotonic clock that stands still until the test advances it.
 final class ManualClock: Sendable {
-    private let seconds = Mutex<Double>(1000)
+    private let seconds = Locked<Double>(1000)
 
     func now() -> Double { seconds.withLock { $0 } }
 

@@ -9,7 +9,7 @@
 // scripts/testenv/*.sh stop DIR, under the run's e2e-* folder).
 
 import Foundation
-import Synchronization
+import Locking
 import Testing
 
 #if canImport(Glibc)
@@ -108,7 +108,7 @@ struct StackSettings: Sendable {
 final class Teardown: Sendable {
     typealias Step = (name: String, action: @Sendable () throws -> Void)
 
-    private let steps = Mutex<[Step]>([])
+    private let steps = Locked<[Step]>([])
 
     func add(_ name: String, _ action: @escaping @Sendable () throws -> Void) {
         steps.withLock { $0.append((name, action)) }

@@ -3,6 +3,7 @@ import Foundation
 import Reactor
 import Synchronization
 import Testing
+import Locking
 
 /// Replies `ok LINE\n` to every complete line and closes on a line `bye`. The lines `later`
 /// and `slow` are answered `late\n` from another thread, as a worker would, `slow` after 200 ms.
@@ -222,7 +223,7 @@ private final class Client {
 @Suite struct WorkerPoolTests {
     @Test func poolRejectsWorkBeyondQueueLimit() {
         let pool = WorkerPool(threads: 1, queueLimit: 2)
-        let gate = Mutex(false)
+        let gate = Locked(false)
         let blocker: @Sendable () -> Void = {
             while !gate.withLock({ $0 }) { usleep(1000) }
         }

@@ -3,7 +3,7 @@
 import Foundation
 import Model
 import RedisCache
-import Synchronization
+import Locking
 import TestSupport
 import Testing
 
@@ -61,7 +61,7 @@ import Testing
         try store(Self.bob, .username("bob"))
         try store(Self.bob, .email("bob@example.com"))
         try store(.notFound, .username("alice"))
-        let received = Mutex<[String]>([])
+        let received = Locked<[String]>([])
         let subscriber = RedisFlushSubscriber(
             endpoint: server.endpoint, channel: cache.flushChannel, maxReconnectDelay: 0.2, logger: quietLogger
         ) { event in

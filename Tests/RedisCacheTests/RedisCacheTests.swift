@@ -4,7 +4,7 @@
 import Log
 import Model
 import RedisCache
-import Synchronization
+import Locking
 import TestSupport
 import Testing
 
@@ -130,7 +130,7 @@ func waitUntil(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
 
     @Test func subscriberReceivesFlush() throws {
         let cache = cache()
-        let received = Mutex<[RedisFlushSubscriber.Event]>([])
+        let received = Locked<[RedisFlushSubscriber.Event]>([])
         let subscriber = RedisFlushSubscriber(
             endpoint: server.endpoint, channel: cache.flushChannel, maxReconnectDelay: 0.2, logger: quietLogger
         ) { event in received.withLock { $0.append(event) } }
@@ -143,7 +143,7 @@ func waitUntil(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
 
     @Test func subscriberResubscribesAfterRestart() throws {
         let cache = cache()
-        let received = Mutex<[RedisFlushSubscriber.Event]>([])
+        let received = Locked<[RedisFlushSubscriber.Event]>([])
         let subscriber = RedisFlushSubscriber(
             endpoint: server.endpoint, channel: cache.flushChannel, maxReconnectDelay: 0.2, logger: quietLogger
         ) { event in received.withLock { $0.append(event) } }

@@ -3,7 +3,7 @@
 import Dispatch
 import Foundation
 import Store
-import Synchronization
+import Locking
 import Testing
 
 @Suite struct MigrationTests {
@@ -22,8 +22,8 @@ import Testing
 
     @Test func concurrentMigrationsApplyOnce() throws {
         let database = try TestDatabase(migrated: false)
-        let appliedCount = Mutex(0)
-        let failures = Mutex<[String]>([])
+        let appliedCount = Locked(0)
+        let failures = Locked<[String]>([])
 
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
             do {
@@ -43,7 +43,7 @@ import Testing
 
     @Test func concurrentCtlMigrateRunsSucceed() throws {
         let database = try TestDatabase(migrated: false)
-        let results = Mutex<[ProcessResult]>([])
+        let results = Locked<[ProcessResult]>([])
 
         DispatchQueue.concurrentPerform(iterations: 3) { _ in
             let result = (try? ctl(database, ["migrate"])) ?? ProcessResult(status: -1, stdout: "", stderr: "spawn failed")
