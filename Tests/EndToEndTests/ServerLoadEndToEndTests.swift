@@ -1,0 +1,287 @@
+// The daemon's server loop under connection load, run as `mailcloak serve`:
+// thousands of idle connections at once, a client that never reads its
+// replies, and a connection flood above server.max_connections. The daemon
+// gets no reachable database or identity provider, so it replies to every
+// policy request with its temporary failure, which is an exact reply to check.
+// Counts come from the /metrics endpoint, which a free loopback port serves.
+
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+private let prlimitPath = "/usr/bin/prlimit"
+private let policyRequest = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=alice@example.com\n\n"
+private let tempfailReply = "action=451 4.3.0 Temporary internal error\n\n"
+
+@Suite(.serialized)
+struct ServerLoadEndToEnd {
+    /// Idle connections open at once: about 20 Postfix nodes with 100 smtpd processes each.
+    static let idleCount = 2000
+
+    @Test func idleConnectionsKeepServing() throws {
+        // The test process and the daemon each need a descriptor per connection.
+        try raiseOpenFileLimit(to: Self.idleCount + 256)
+        let daemon = try LoadDaemon.start(
+            name: "idle",
+            serverKeys: ["max_connections: 5000", "max_connections_per_source: 5000"],
+            openFileLimit: Self.idleCount + 512)
+        defer { daemon.kill() }
+
+        var idle: [LoadClient] = []
+        for _ in 0..<Self.idleCount {
+            idle.append(try #require(LoadClient(port: daemon.port)))
+        }
+        let opened = try daemon.waitForMetric("mailcloak_connections_open \(Self.idleCount)")
+        let fresh = try #require(LoadClient(port: daemon.port))
+
+        #expect(opened)
+        #expect(fresh.exchange(policyRequest) == tempfailReply)
+        // Every 100th idle connection, from the first to the last accepted.
+        for index in stride(from: 0, to: Self.idleCount, by: 100) {
+            #expect(idle[index].exchange(policyRequest) == tempfailReply, "idle connection \(index)")
+        }
+        #expect(idle[Self.idleCount - 1].exchange(policyRequest) == tempfailReply)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test func nonReadingClientIsClosed() throws {
+        let daemon = try LoadDaemon.start(name: "no-read", serverKeys: [])
+        defer { daemon.kill() }
+        // A small receive buffer, so that the replies pile up in the daemon rather than in this process.
+        let flood = try #require(LoadClient(port: daemon.port, receiveBufferBytes: 4096))
+        let other = try #require(LoadClient(port: daemon.port))
+        let requests = String(repeating: policyRequest, count: 64)
+
+        // About 300 KiB of requests make about 190 KiB of replies: below the daemon's 1 MiB
+        // output limit, so the flooding connection is still open while the other client sends a request.
+        var written = 0
+        while written < 300 * 1024, flood.write(requests) { written += requests.utf8.count }
+        #expect(written >= 300 * 1024)
+        #expect(other.exchange(policyRequest) == tempfailReply)
+        #expect(try daemon.waitForMetric("mailcloak_connections_open 2"))
+
+        // The client writes on until the daemon closes the connection. 256 MiB is far more than
+        // the daemon's output limit plus both sockets' buffers.
+        while written < 256 * 1024 * 1024, flood.write(requests) { written += requests.utf8.count }
+        #expect(written < 256 * 1024 * 1024)
+        #expect(try daemon.waitForMetric("mailcloak_connections_closed_total{reason=\"output_limit\"} 1"))
+        #expect(try daemon.waitForMetric("mailcloak_connections_closed_total{reason=\"io_timeout\"} 0"))
+        #expect(other.exchange(policyRequest) == tempfailReply)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test func floodAboveMaxConnectionsRejected() throws {
+        let limit = 40
+        let extra = 25
+        let daemon = try LoadDaemon.start(
+            name: "flood", serverKeys: ["max_connections: \(limit)", "max_connections_per_source: 1000"])
+        defer { daemon.kill() }
+
+        var admitted: [LoadClient] = []
+        for _ in 0..<limit {
+            admitted.append(try #require(LoadClient(port: daemon.port)))
+        }
+        #expect(try daemon.waitForMetric("mailcloak_connections_open \(limit)"))
+        // The kernel completes each connect; the daemon accepts the extra ones and closes them at once.
+        var rejected: [LoadClient] = []
+        for _ in 0..<extra {
+            rejected.append(try #require(LoadClient(port: daemon.port)))
+        }
+        let closedAtOnce = rejected.filter { $0.readUntilClose() }.count
+
+        #expect(closedAtOnce == extra)
+        #expect(try daemon.waitForMetric("mailcloak_connections_rejected_total{reason=\"max_connections\"} \(extra)"))
+        #expect(try daemon.waitForMetric("mailcloak_connections_open \(limit)"))
+        #expect(admitted[0].exchange(policyRequest) == tempfailReply)
+        #expect(admitted[limit - 1].exchange(policyRequest) == tempfailReply)
+
+        // The flood ends: every connection closes, and a new client is admitted and gets its reply.
+        admitted.removeAll()
+        rejected.removeAll()
+        #expect(try daemon.waitForMetric("mailcloak_connections_open 0"))
+        let fresh = try #require(LoadClient(port: daemon.port))
+        #expect(fresh.exchange(policyRequest) == tempfailReply)
+        #expect(try daemon.waitForMetric("mailcloak_connections_rejected_total{reason=\"max_connections\"} \(extra)"))
+        #expect(daemon.stop() == 0)
+    }
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to at least `count`, within the hard limit.
+private func raiseOpenFileLimit(to count: Int) throws {
+    var limit = rlimit()
+    let resource = Int32(RLIMIT_NOFILE.rawValue)
+    guard getrlimit(resource, &limit) == 0 else {
+        throw StackSetupError.unexpectedOutput(command: "getrlimit(RLIMIT_NOFILE)", output: String(cString: strerror(errno)))
+    }
+    guard limit.rlim_cur < rlim_t(count) else { return }
+    guard limit.rlim_max >= rlim_t(count) else {
+        throw StackSetupError.unexpectedOutput(
+            command: "setrlimit(RLIMIT_NOFILE)", output: "hard limit \(limit.rlim_max) is below the \(count) needed")
+    }
+    limit.rlim_cur = rlim_t(count)
+    guard setrlimit(resource, &limit) == 0 else {
+        throw StackSetupError.unexpectedOutput(command: "setrlimit(RLIMIT_NOFILE)", output: String(cString: strerror(errno)))
+    }
+}
+
+/// `mailcloak serve` with one TCP policy listener, the metrics endpoint, and an unreachable
+/// database and identity provider.
+private struct LoadDaemon {
+    let pid: pid_t
+    let port: UInt16
+    let metricsPort: UInt16
+    let logFile: URL
+
+    /// Starts the daemon with `serverKeys` added to its `server` section and waits for its start line.
+    /// The section allows root, because the tests may run as root.
+    /// With `openFileLimit`, util-linux prlimit sets the daemon's RLIMIT_NOFILE.
+    static func start(name: String, serverKeys: [String], openFileLimit: Int? = nil) throws -> LoadDaemon {
+        let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let binary = URL(fileURLWithPath: runner).deletingLastPathComponent().appendingPathComponent("mailcloak").path
+        let directory = try TestEnvironment.makeScratchDirectory(prefix: "mailcloak-load-\(name)")
+        let port = try TestEnvironment.freePorts(count: 2)
+        let configFile = directory.appendingPathComponent("mailcloak.yaml")
+        let logFile = directory.appendingPathComponent("mailcloak.log")
+        // Port 1 on loopback refuses connections at once, so the database and provider stay unreachable.
+        let configuration = """
+            listeners:
+              - name: load
+                address: "tcp:127.0.0.1:\(port)"
+                services: [policy]
+            server:
+              reactor_threads: 2
+              worker_threads: 2
+              allow_root: true
+            \(serverKeys.map { "  " + $0 + "\n" }.joined())database:
+              url: "postgresql://mailcloak@127.0.0.1:1/mailcloak"
+              connect_timeout: 1s
+            identity:
+              provider: keycloak
+              keycloak:
+                base_url: "http://127.0.0.1:1"
+                realm: test
+                client_id: mailcloak
+                client_secret: unused
+            metrics:
+              listen: "127.0.0.1:\(port + 1)"
+            log:
+              level: info
+
+            """
+        try configuration.write(to: configFile, atomically: true, encoding: .utf8)
+        var executable = binary
+        var arguments = ["serve", "--config", configFile.path]
+        if let openFileLimit {
+            guard FileManager.default.isExecutableFile(atPath: prlimitPath) else {
+                throw StackSetupError.unexpectedOutput(command: prlimitPath, output: "not installed (util-linux)")
+            }
+            executable = prlimitPath
+            arguments = ["--nofile=\(openFileLimit):\(openFileLimit)", binary] + arguments
+        }
+        let pid = try TestEnvironment.launch(
+            executable, arguments,
+            outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
+        let daemon = LoadDaemon(pid: pid, port: port, metricsPort: port + 1, logFile: logFile)
+        guard daemon.waitForLog("event=\"mailcloak started\"", timeout: 20) else {
+            daemon.kill()
+            throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: daemon.log())
+        }
+        return daemon
+    }
+
+    func log() -> String { TestEnvironment.readText(logFile) }
+
+    /// Waits until one log line contains `fragment`.
+    func waitForLog(_ fragment: String, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            if log().split(separator: "\n").contains(where: { $0.contains(fragment) }) { return true }
+            usleep(20_000)
+        } while Date() < deadline
+        return false
+    }
+
+    /// Scrapes /metrics until a line equals `line`; false when 10 s pass without it.
+    func waitForMetric(_ line: String) throws -> Bool {
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            let reply = try LoopbackExchange.send(
+                Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), port: metricsPort) { _ in false }
+            let text = String(decoding: reply, as: UTF8.self)
+            if text.split(separator: "\n").contains(where: { $0 == line }) { return true }
+            usleep(50_000)
+        } while Date() < deadline
+        return false
+    }
+
+    /// Sends SIGTERM and returns the exit status, or nil when the daemon had to be killed.
+    func stop() -> Int32? { TestEnvironment.terminate(pid) }
+
+    /// Stops the daemon if it still runs, as cleanup after a failed check.
+    func kill() { TestEnvironment.terminate(pid, timeout: 5) }
+}
+
+/// A blocking loopback TCP client with 5 s send and receive timeouts.
+private final class LoadClient {
+    let fd: Int32
+
+    /// Connects to 127.0.0.1:`port`; `receiveBufferBytes` sets SO_RCVBUF before the connect.
+    init?(port: UInt16, receiveBufferBytes: Int32? = nil) {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if var size = receiveBufferBytes {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var address = TestEnvironment.loopbackAddress(port: port)
+        let status = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard status == 0 else {
+            close(fd)
+            return nil
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Writes all of `text`; false when the connection failed or a write timed out.
+    func write(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent <= 0 { return false }
+            offset += sent
+        }
+        return true
+    }
+
+    /// Sends `request` and reads until a blank line ends the reply, the peer closes, or 5 s pass.
+    func exchange(_ request: String) -> String {
+        guard write(request) else { return "" }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        while !(bytes.count >= 2 && bytes.suffix(2) == [10, 10]) {
+            let received = recv(fd, &chunk, chunk.count, 0)
+            if received <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<received])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Reads until the peer closes. Returns true on an end of stream or a reset with no data before it.
+    /// Returns false on data or when 5 s pass.
+    func readUntilClose() -> Bool {
+        var byte: UInt8 = 0
+        let received = recv(fd, &byte, 1, 0)
+        return received == 0 || (received < 0 && errno == ECONNRESET)
+    }
+}
