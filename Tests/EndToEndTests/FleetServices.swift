@@ -78,7 +78,12 @@ final class FleetDaemon: Sendable {
 
     /// The number of complete log lines of the current start that contain `event="EVENT"`.
     func eventCount(_ event: String) -> Int {
-        log().split(separator: "\n").filter { $0.contains("event=\"\(event)\"") }.count
+        logLineCount(containing: "event=\"\(event)\"")
+    }
+
+    /// The number of complete log lines of the current start that contain `text`.
+    func logLineCount(containing text: String) -> Int {
+        log().split(separator: "\n").filter { $0.contains(text) }.count
     }
 
     /// Starts the daemon without waiting for it.

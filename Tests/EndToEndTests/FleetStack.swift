@@ -1,8 +1,8 @@
-// The services of the fleet suite, started once before its first test and
-// stopped by process id after its last, also when a start or a test fails:
-// a PostgreSQL cluster of its own (the scenarios stop it), a redis-server,
-// keycloak_dev.py, three mailcloak daemons with mutual-TLS listeners that
-// take PROXY v2 headers, HAProxy in front of them, a stunnel client with
+// The services of the fleet suite. They start once before its first test and
+// stop by process id after its last, also when a start or a test fails.
+// They are a PostgreSQL cluster of its own (the scenarios stop it), a
+// redis-server, keycloak_dev.py, three mailcloak daemons with mutual-TLS
+// listeners that take PROXY v2 headers, HAProxy in front of them, a stunnel client with
 // node mx1's certificate (deploy/postfix-node/stunnel-mailcloak.conf), a
 // private Dovecot that checks the app's argon2id hash from PostgreSQL and
 // OAuth tokens at keycloak_dev.py, and a private Postfix that reaches mailcloak only through

@@ -1,6 +1,6 @@
-// The fleet end to end: Postfix asks three mailcloak instances through
-// stunnel (mutual TLS, node certificate mx1) and HAProxy (TCP, TLS
-// passthrough, PROXY v2, /readyz checks, redispatch). Each scenario asserts
+// The fleet end to end: Postfix sends its policy requests and lookups to
+// three mailcloak instances through stunnel (mutual TLS, node certificate
+// mx1) and HAProxy (TCP, TLS passthrough, PROXY v2, /readyz checks, redispatch). Each scenario asserts
 // the exact SMTP replies a client sees, also while an instance is killed or
 // drained, while the server certificate is rotated, and while PostgreSQL or
 // Redis is down. Every scenario starts from three healthy instances.
@@ -67,8 +67,8 @@ struct Fleet {
     }
 
     /// An alias added with mailcloakctl reaches every instance through
-    /// LISTEN/NOTIFY; messages are sent three at a time until every instance
-    /// has answered some of them, and each must be accepted.
+    /// LISTEN/NOTIFY. Messages go out three at a time until every instance
+    /// has served requests for them, and each must be accepted.
     @Test func addedAliasAcceptedByEveryInstance() throws {
         let stack = try FleetStack.require()
         try stack.ensureHealthy()
@@ -190,10 +190,13 @@ struct Fleet {
     }
 
     /// With Redis stopped, lookups go on through each instance's own cache and
-    /// keycloak_dev.py, including addresses never looked up before.
+    /// keycloak_dev.py, including addresses never looked up before. At least
+    /// one instance must log the outage, which shows that Redis was in the path.
     @Test func redisOutageKeepsDecisions() throws {
         let stack = try FleetStack.require()
         try stack.ensureHealthy()
+        let outageEvent = "redis unavailable"
+        let outagesBefore = stack.daemons.map { $0.logLineCount(containing: outageEvent) }.reduce(0, +)
         let fresh = "\(uniqueMarker())@example.com"
         let messages =
             FleetMessage.mix(aliceToken: try stack.accessToken(for: "alice")) + [
@@ -203,10 +206,12 @@ struct Fleet {
 
         try stack.redis.stop()
         let duringOutage = stack.sendAll(messages)
+        let outagesLogged = stack.daemons.map { $0.logLineCount(containing: outageEvent) }.reduce(0, +)
         try stack.redis.restart()
         let afterOutage = stack.sendAll(messages)
 
         #expect(duringOutage.filter { !$0.matches }.map(\.description) == [])
+        #expect(outagesLogged > outagesBefore)
         #expect(afterOutage.filter { !$0.matches }.map(\.description) == [])
     }
 }
