@@ -76,7 +76,8 @@ let package = Package(
         .testTarget(
             name: "IdentityProviderTests",
             dependencies: [
-                "IdentityProvider", "Model", "Config", "Log", "RedisCache", "Resolver", "PolicyProtocol", "TestSupport",
+                "IdentityProvider", "Locking", "Model", "Config", "Log", "RedisCache", "Resolver", "PolicyProtocol",
+                "TestSupport",
             ]
         ),
         // Tests against real services: PostgreSQL, the Keycloak development

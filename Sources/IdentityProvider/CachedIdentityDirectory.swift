@@ -69,6 +69,15 @@ public final class CachedIdentityDirectory: IdentityDirectory {
         shared?.redis.pool.close()
     }
 
+    /// Applies the cache settings of a reloaded configuration: the in-process bound
+    /// and TTLs, and the TTLs of the entries this instance writes to Redis.
+    public func reconfigureCache(_ config: IdentityCacheConfig) {
+        cache.reconfigure(
+            maxEntries: config.maxEntries, positiveTTL: config.positiveTTL, negativeTTL: config.negativeTTL,
+            staleWindow: config.maxStaleness, jitter: config.ttlJitter)
+        shared?.reconfigure(config)
+    }
+
     /// Whether the flush subscriber is subscribed; false without Redis.
     public var isSubscribedToFlushes: Bool { subscriber?.isSubscribed ?? false }
 

@@ -27,14 +27,21 @@ public final class IdentityCache: Sendable {
         }
     }
 
-    /// Upper bound on stored entries.
-    public let maxEntries: Int
+    /// The TTLs and bound in force; a reload replaces them.
+    private struct Settings: Sendable {
+        var maxEntries: Int
+        var positiveTTL: UInt64
+        var negativeTTL: UInt64
+        var staleWindow: UInt64
+        var jitter: Double
+    }
+
     private let shards: [Shard]
-    private let positiveTTL: UInt64
-    private let negativeTTL: UInt64
-    private let staleWindow: UInt64
-    private let jitter: Double
+    private let settings: Locked<Settings>
     private let clock: MonotonicClock
+
+    /// Upper bound on stored entries.
+    public var maxEntries: Int { settings.withLock { $0.maxEntries } }
 
     /// Creates an empty cache.
     /// - Parameters:
@@ -50,16 +57,38 @@ public final class IdentityCache: Sendable {
         maxEntries: Int, positiveTTL: Double, negativeTTL: Double, staleWindow: Double = 0, jitter: Double = 0,
         shardCount: Int = 16, clock: @escaping MonotonicClock = monotonicNanoseconds
     ) {
-        self.maxEntries = max(0, maxEntries)
-        let count = max(1, min(shardCount, self.maxEntries))
-        let base = self.maxEntries / count
-        let remainder = self.maxEntries % count
-        shards = (0..<count).map { Shard(capacity: base + ($0 < remainder ? 1 : 0)) }
-        self.positiveTTL = nanoseconds(positiveTTL)
-        self.negativeTTL = nanoseconds(negativeTTL)
-        self.staleWindow = nanoseconds(staleWindow)
-        self.jitter = min(0.5, max(0, jitter))
+        let maxEntries = max(0, maxEntries)
+        let capacities = Self.shardCapacities(maxEntries: maxEntries, shardCount: max(1, min(shardCount, maxEntries)))
+        shards = capacities.map { Shard(capacity: $0) }
+        settings = Locked(Settings(
+            maxEntries: maxEntries, positiveTTL: nanoseconds(positiveTTL), negativeTTL: nanoseconds(negativeTTL),
+            staleWindow: nanoseconds(staleWindow), jitter: min(0.5, max(0, jitter))))
         self.clock = clock
+    }
+
+    /// Applies new TTLs and a new bound, as a configuration reload does. Entries already
+    /// stored keep the expiry they were given; a smaller bound evicts the least recently
+    /// used entries of each shard at once. The shard count stays what it was at start.
+    public func reconfigure(
+        maxEntries: Int, positiveTTL: Double, negativeTTL: Double, staleWindow: Double, jitter: Double
+    ) {
+        let maxEntries = max(0, maxEntries)
+        settings.withLock {
+            $0 = Settings(
+                maxEntries: maxEntries, positiveTTL: nanoseconds(positiveTTL), negativeTTL: nanoseconds(negativeTTL),
+                staleWindow: nanoseconds(staleWindow), jitter: min(0.5, max(0, jitter)))
+        }
+        let capacities = Self.shardCapacities(maxEntries: maxEntries, shardCount: shards.count)
+        for (shard, capacity) in zip(shards, capacities) {
+            shard.store.withLock { $0.resize(to: capacity) }
+        }
+    }
+
+    /// Splits `maxEntries` over `shardCount` shards so that the capacities add up to it exactly.
+    private static func shardCapacities(maxEntries: Int, shardCount: Int) -> [Int] {
+        let base = maxEntries / shardCount
+        let remainder = maxEntries % shardCount
+        return (0..<shardCount).map { base + ($0 < remainder ? 1 : 0) }
     }
 
     /// Returns the fresh answer for `key`, or nil on a miss or an expired entry.
@@ -81,17 +110,19 @@ public final class IdentityCache: Sendable {
     /// Stores `answer` for `key` with the TTL of its kind, varied by the
     /// jitter, or with `freshFor` seconds when that is shorter.
     public func store(_ answer: IdentityAnswer, for key: IdentityKey, freshFor: Double? = nil) {
+        let current = settings.withLock { $0 }
         var ttl: UInt64
         switch answer {
-        case .found: ttl = positiveTTL
-        case .notFound: ttl = negativeTTL
+        case .found: ttl = current.positiveTTL
+        case .notFound: ttl = current.negativeTTL
         }
         guard ttl > 0 else { return }
+        let jitter = current.jitter
         if jitter > 0 { ttl = UInt64(Double(ttl) * Double.random(in: (1 - jitter)...(1 + jitter))) }
         if let freshFor { ttl = min(ttl, nanoseconds(freshFor)) }
         let freshUntil = clock() &+ ttl
         let entry = Entry(answer: answer, freshUntil: freshUntil)
-        shard(for: key).store.withLock { $0.set(entry, for: key, expiresAt: freshUntil &+ staleWindow) }
+        shard(for: key).store.withLock { $0.set(entry, for: key, expiresAt: freshUntil &+ current.staleWindow) }
     }
 
     /// Removes the entry for `key`, if any.

@@ -16,7 +16,7 @@ struct LRUStore<Key: Hashable, Value> {
 
     private static var none: Int { -1 }
 
-    let capacity: Int
+    private(set) var capacity: Int
     private var nodes: [Node] = []
     private var slots: [Key: Int] = [:]
     private var freeSlots: [Int] = []
@@ -83,6 +83,24 @@ struct LRUStore<Key: Hashable, Value> {
         freeSlots.removeAll(keepingCapacity: true)
         newest = Self.none
         oldest = Self.none
+    }
+
+    /// Changes the bound to `newCapacity`, keeping the most recently used entries
+    /// that fit. The store is rebuilt, so a smaller bound also gives its memory back.
+    mutating func resize(to newCapacity: Int) {
+        let newCapacity = max(0, newCapacity)
+        guard newCapacity != capacity else { return }
+        var kept: [Node] = []
+        kept.reserveCapacity(min(count, newCapacity))
+        var slot = newest
+        while slot != Self.none, kept.count < newCapacity {
+            kept.append(nodes[slot])
+            slot = nodes[slot].older
+        }
+        self = LRUStore(capacity: newCapacity)
+        for node in kept.reversed() {
+            set(node.value, for: node.key, expiresAt: node.expiresAt)
+        }
     }
 
     /// Keys from most to least recently used.

@@ -5,6 +5,7 @@
 import Config
 import Model
 import RedisCache
+import Locking
 
 #if canImport(Glibc)
     import Glibc
@@ -34,10 +35,8 @@ final class SharedIdentityCache: Sendable {
     }
 
     let redis: RedisIdentityCache
-    private let positiveTTL: Double
-    private let negativeTTL: Double
-    private let jitter: Double
-    private let staleWindow: Double
+    /// TTLs and the stale window of the entries this instance writes; a reload replaces them.
+    private let ttls: Locked<IdentityCacheConfig>
     private let lockTTL: Double
     private let lockWait: Double
     /// Pause between reads while another instance holds the lock, in microseconds.
@@ -45,12 +44,14 @@ final class SharedIdentityCache: Sendable {
 
     init(redis: RedisIdentityCache, cache: IdentityCacheConfig, redisConfig: RedisConfig) {
         self.redis = redis
-        positiveTTL = cache.positiveTTL
-        negativeTTL = cache.negativeTTL
-        jitter = min(0.5, max(0, cache.ttlJitter))
-        staleWindow = cache.maxStaleness
+        ttls = Locked(cache)
         lockTTL = redisConfig.lockTTL
         lockWait = redisConfig.lockWait
+    }
+
+    /// Uses `cache`'s TTLs, jitter and stale window for the entries written from now on.
+    func reconfigure(_ cache: IdentityCacheConfig) {
+        ttls.withLock { $0 = cache }
     }
 
     // Redis errors below fall back to the provider (a miss, or `.proceed` without a lock) and are
@@ -64,10 +65,13 @@ final class SharedIdentityCache: Sendable {
 
     /// Stores `answer` with the TTL of its kind, varied by the jitter.
     func set(_ answer: IdentityAnswer, for key: IdentityKey) {
-        var ttl = answer == .notFound ? negativeTTL : positiveTTL
+        let cache = ttls.withLock { $0 }
+        var ttl = answer == .notFound ? cache.negativeTTL : cache.positiveTTL
+        let jitter = min(0.5, max(0, cache.ttlJitter))
         if jitter > 0 { ttl *= Double.random(in: (1 - jitter)...(1 + jitter)) }
         try? redis.set(
-            answer, for: key, freshMilliseconds: Int64(ttl * 1000), staleMilliseconds: Int64(staleWindow * 1000))
+            answer, for: key, freshMilliseconds: Int64(ttl * 1000),
+            staleMilliseconds: Int64(cache.maxStaleness * 1000))
     }
 
     /// Takes the fetch lock for `key`, or waits up to lock_wait for the

@@ -83,6 +83,10 @@ public enum LogKey: String, Sendable {
     case decision
     /// The reply text sent to Postfix.
     case reply
+    /// Configuration keys that a reload changed and applied, comma-separated.
+    case changed
+    /// Configuration keys that changed in the file but keep their value until a restart.
+    case restartNeeded = "restart_needed"
 }
 
 /// A process-wide logger. Thread-safe: the level is atomic and each line is

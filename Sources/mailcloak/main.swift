@@ -134,20 +134,37 @@ func runCheck(_ path: String) -> Never {
     exit(healthy ? 0 : 1)
 }
 
-/// Rereads the configuration file and applies the log settings and the
-/// listeners' TLS material and access rules; other settings need a restart. A file that no longer loads
-/// changes nothing.
-func reloadSecurity(_ server: MailcloakServer, path: String) {
-    Logger.shared.notice("SIGHUP received; reloading log settings, TLS material and access rules (other settings need a restart)")
+/// Reads the configuration file again and applies what can change at run time: log settings,
+/// TLS material, access rules, PROXY protocol sources and the identity cache. Logs the changed
+/// keys that were applied and those that wait for a restart, and returns the configuration in force.
+func reload(_ server: MailcloakServer, path: String, running: Configuration) -> Configuration {
+    Logger.shared.notice("SIGHUP received, reloading the configuration", [(.path, path)])
+    let loaded: Configuration
     do {
-        let configuration = try ConfigLoader.load(path: path)
-        applyLogSettings(configuration)
-        server.reloadSecurity(configuration)
+        loaded = try ConfigLoader.load(path: path)
     } catch {
-        Logger.shared.error("reload failed, keeping the current TLS material and access rules", [
-            (.error, String(describing: error)),
+        Logger.shared.error("reload failed, keeping the running configuration", [
+            (.path, path), (.error, String(describing: error)),
         ])
+        return running
     }
+    let changes = ConfigurationChanges(running: running, loaded: loaded)
+    applyLogSettings(loaded)
+    let failures = server.reloadSecurity(loaded)
+    server.identities.reconfigureCache(loaded.identity.cache)
+    var inForce = ConfigurationChanges.applying(loaded, to: running)
+    if failures > 0 {
+        // A listener whose TLS material failed to load keeps its old material, so the next
+        // reload compares against that and reports the change again.
+        inForce.listeners = running.listeners
+    }
+    let none = "none"
+    Logger.shared.notice("configuration reloaded", [
+        (.changed, changes.applied.isEmpty ? none : changes.applied.joined(separator: ",")),
+        (.restartNeeded, changes.needRestart.isEmpty ? none : changes.needRestart.joined(separator: ",")),
+        (.count, String(failures)),
+    ])
+    return inForce
 }
 
 /// Switches to `server.user` and `server.group` once the listeners are bound. Serving as root
@@ -205,11 +222,12 @@ func runServe(_ path: String) -> Never {
     dropPrivileges(configuration.server.privileges)
     Logger.shared.info("mailcloak starting", [(.version, mailcloakVersion)])
     server.start()
+    var running = configuration
     while true {
         var received: Int32 = 0
         sigwait(&signals, &received)
         if received == SIGHUP {
-            reloadSecurity(server, path: path)
+            running = reload(server, path: path, running: running)
             continue
         }
         Logger.shared.info("stopping", [(.reason, received == SIGTERM ? "SIGTERM" : "SIGINT")])

@@ -85,6 +85,35 @@ struct ServerLoopEndToEnd {
         #expect(!daemon.log().contains("drain timeout passed"))
     }
 
+    @Test func sighupLogsAppliedAndRestartKeys() throws {
+        let daemon = try LoopDaemon.start(name: "reload", prefix: [])
+        defer { daemon.kill() }
+        let original = try String(contentsOf: daemon.configFile, encoding: .utf8)
+        let edited = original
+            .replacingOccurrences(of: "  worker_threads: 2\n", with: "  worker_threads: 3\n")
+            .replacingOccurrences(of: "  level: info\n", with: "  level: debug\n")
+        try edited.write(to: daemon.configFile, atomically: true, encoding: .utf8)
+        Glibc.kill(daemon.pid, SIGHUP)
+
+        #expect(daemon.waitForLog(
+            "event=\"configuration reloaded\"", "changed=log", "restart_needed=server.worker_threads"))
+        let socket = try #require(RequestSocket(port: daemon.port))
+        #expect(socket.exchange(policyRequest) == tempfailReply)
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test func sighupWithBrokenFileKeepsRunning() throws {
+        let daemon = try LoopDaemon.start(name: "reload-broken", prefix: [])
+        defer { daemon.kill() }
+        try "listeners: [".write(to: daemon.configFile, atomically: true, encoding: .utf8)
+        Glibc.kill(daemon.pid, SIGHUP)
+
+        #expect(daemon.waitForLog("event=\"reload failed, keeping the running configuration\""))
+        let socket = try #require(RequestSocket(port: daemon.port))
+        #expect(socket.exchange(policyRequest) == tempfailReply)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test func drainTimeoutEndsStalledConnection() throws {
         let daemon = try LoopDaemon.start(name: "drain-timeout", prefix: [], serverKeys: ["drain_timeout: 1s"])
         defer { daemon.kill() }
@@ -162,6 +191,7 @@ private struct LoopDaemon {
     let pid: pid_t
     let port: UInt16
     let logFile: URL
+    let configFile: URL
 
     /// Starts the daemon and waits for its start line.
     static func start(name: String, prefix: [String], serverKeys: [String] = []) throws -> LoopDaemon {
@@ -216,7 +246,7 @@ private struct LoopDaemon {
         let pid = try TestEnvironment.launch(
             executable, Array(prefix.isEmpty ? ["serve", "--config", configFile.path] : arguments),
             outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
-        return LoopDaemon(pid: pid, port: port, logFile: logFile)
+        return LoopDaemon(pid: pid, port: port, logFile: logFile, configFile: configFile)
     }
 
     func log() -> String { TestEnvironment.readText(logFile) }

@@ -1,3 +1,4 @@
+import Locking
 import Model
 import Testing
 
@@ -118,5 +119,42 @@ import Testing
         cache.store(alice, for: .username("alice@example.com"))
         #expect(cache.answer(for: .email("alice@example.com")) == nil)
         #expect(cache.answer(for: .username("alice@example.com")) == alice)
+    }
+}
+
+@Suite struct IdentityCacheReconfigureTests {
+    @Test func shrinkKeepsMostRecentEntries() {
+        let cache = IdentityCache(maxEntries: 4, positiveTTL: 300, negativeTTL: 60, shardCount: 1)
+        for name in ["a", "b", "c", "d"] { cache.store(.notFound, for: .email("\(name)@example.com")) }
+        _ = cache.answer(for: .email("a@example.com"))
+        cache.reconfigure(maxEntries: 2, positiveTTL: 300, negativeTTL: 60, staleWindow: 0, jitter: 0)
+        #expect(cache.maxEntries == 2)
+        #expect(cache.keysByRecency(inShardOf: .email("a@example.com"))
+            == [.email("a@example.com"), .email("d@example.com")])
+    }
+
+    @Test func growAcceptsMoreEntries() {
+        let cache = IdentityCache(maxEntries: 1, positiveTTL: 300, negativeTTL: 60, shardCount: 1)
+        cache.reconfigure(maxEntries: 3, positiveTTL: 300, negativeTTL: 60, staleWindow: 0, jitter: 0)
+        for name in ["a", "b", "c"] { cache.store(.notFound, for: .email("\(name)@example.com")) }
+        #expect(cache.count == 3)
+    }
+
+    @Test func newTTLAppliesToLaterStores() {
+        let now = Locked<UInt64>(0)
+        let cache = IdentityCache(
+            maxEntries: 4, positiveTTL: 300, negativeTTL: 60, shardCount: 1, clock: { now.withLock { $0 } })
+        cache.reconfigure(maxEntries: 4, positiveTTL: 300, negativeTTL: 1, staleWindow: 0, jitter: 0)
+        cache.store(.notFound, for: .email("a@example.com"))
+        now.withLock { $0 = 2_000_000_000 }
+        #expect(cache.answer(for: .email("a@example.com")) == nil)
+    }
+
+    @Test func zeroBoundStoresNothing() {
+        let cache = IdentityCache(maxEntries: 2, positiveTTL: 300, negativeTTL: 60, shardCount: 1)
+        cache.store(.notFound, for: .email("a@example.com"))
+        cache.reconfigure(maxEntries: 0, positiveTTL: 300, negativeTTL: 60, staleWindow: 0, jitter: 0)
+        cache.store(.notFound, for: .email("b@example.com"))
+        #expect(cache.count == 0)
     }
 }
