@@ -410,7 +410,11 @@ run_setup() {
             die "$setup ($name): $delivered of $messages messages discarded after ${delivery_timeout_seconds}s; see $log"
         sleep 0.5
     done
-    rejected=$(tail -c +$((offset + 1)) "$log" | grep -c -E ': (reject|warning):' || true)
+    # cleanup warns when the queue file system's clock runs ahead of the
+    # system clock (seen on virtual machines). Those warnings concern time
+    # stamps, not mail, so they do not fail the run.
+    rejected=$(tail -c +$((offset + 1)) "$log" | grep -E ': (reject|warning):' |
+        grep -c -v -E 'warning: (file system clock is [0-9]+ seconds? ahead|resetting file time stamps)' || true)
     ((rejected == 0)) || die "$setup ($name): $rejected reject or warning lines in $log"
 
     awk -v n="$messages" -v s="$start" -v e="$end" 'BEGIN { printf "%.1f\n", n / (e - s) }' \
