@@ -190,6 +190,53 @@ func runCommand(
     )
 }
 
+/// Starts a long-running program with the same clean signal state as `runCommand`, its
+/// output going to `outputPath`, and returns its process id at once. Stop it with `stopProcess`.
+func launchProcess(_ executable: String, _ arguments: [String], outputPath: String) throws -> pid_t {
+    var fileActions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&fileActions)
+    defer { posix_spawn_file_actions_destroy(&fileActions) }
+    posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&fileActions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var emptyMask = sigset_t()
+    sigemptyset(&emptyMask)
+    posix_spawnattr_setsigmask(&attributes, &emptyMask)
+    var defaultActions = sigset_t()
+    sigemptyset(&defaultActions)
+    for signal in [SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIGCHLD] { sigaddset(&defaultActions, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaultActions)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var processID: pid_t = 0
+    let spawnStatus = posix_spawn(&processID, executable, &fileActions, &attributes, argv, environ)
+    guard spawnStatus == 0 else {
+        throw DeployKitError(description: "failed to start \(executable): \(String(cString: strerror(spawnStatus)))")
+    }
+    return processID
+}
+
+/// Sends SIGTERM to a process started by `launchProcess`, waits up to 10 s, then sends SIGKILL.
+func stopProcess(_ processID: pid_t) {
+    var status: Int32 = 0
+    kill(processID, SIGTERM)
+    let deadline = monotonicNow() + 10
+    while waitpid(processID, &status, WNOHANG) == 0 {
+        if monotonicNow() > deadline {
+            kill(processID, SIGKILL)
+            waitpid(processID, &status, 0)
+            return
+        }
+        usleep(10_000)
+    }
+}
+
 /// Seconds on the monotonic clock.
 func monotonicNow() -> Double {
     var now = timespec()
@@ -216,15 +263,22 @@ struct ScratchFolder {
 
 // MARK: - Loopback peers
 
-/// Opens a TCP socket on 127.0.0.1 bound to a free port. With `listening` false the
-/// port stays reserved but refuses connections, which stands for a service that is down.
-func bindLoopback(listening: Bool) throws -> (descriptor: Int32, port: UInt16) {
+/// Opens a TCP socket bound to a loopback address (127.0.0.1 unless `host` names
+/// another address in 127.0.0.0/8), on `port` or a free port when it is 0. With
+/// `listening` false the port stays reserved but refuses connections, which
+/// stands for a service that is down.
+func bindLoopback(
+    listening: Bool, host: String = "127.0.0.1", port: UInt16 = 0
+) throws -> (descriptor: Int32, port: UInt16) {
+    precondition(host.hasPrefix("127."), "test sockets bind loopback addresses only")
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard descriptor >= 0 else { throw DeployKitError(description: "socket failed") }
+    var reuse: Int32 = 1
+    setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr(host)
+    address.sin_port = port.bigEndian
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafeMutablePointer(to: &address) { pointer in
         pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
@@ -233,7 +287,7 @@ func bindLoopback(listening: Bool) throws -> (descriptor: Int32, port: UInt16) {
     }
     guard bound, !listening || listen(descriptor, 16) == 0 else {
         close(descriptor)
-        throw DeployKitError(description: "failed to bind 127.0.0.1: \(String(cString: strerror(errno)))")
+        throw DeployKitError(description: "failed to bind \(host):\(port): \(String(cString: strerror(errno)))")
     }
     return (descriptor, UInt16(bigEndian: address.sin_port))
 }
@@ -393,4 +447,134 @@ struct SMTPClient {
             pending += chunk[..<count]
         }
     }
+}
+
+/// A TCP server on a loopback address that records the first bytes of each
+/// connection, writes a fixed reply and closes it, one connection at a time on
+/// its own thread. It stands for a backend behind HAProxy: a mutual-TLS
+/// listener (empty reply) or a metrics endpoint (an HTTP reply).
+final class RecordingServer: @unchecked Sendable {
+    // Unchecked: `received` is only touched under `lock`; the other fields are set once in init.
+    let port: UInt16
+    private let listener: Int32
+    private let reply: [UInt8]
+    private var thread = pthread_t()
+    private var lock = pthread_mutex_t()
+    private var received: [[UInt8]] = []
+
+    /// Most bytes recorded from one connection.
+    static let maxRecordedBytes = 4096
+
+    init(host: String, port: UInt16, reply: String) throws {
+        (listener, self.port) = try bindLoopback(listening: true, host: host, port: port)
+        self.reply = Array(reply.utf8)
+        pthread_mutex_init(&lock, nil)
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&thread, nil, { argument in
+            let server = Unmanaged<RecordingServer>.fromOpaque(argument!).takeRetainedValue()
+            server.acceptLoop()
+            return nil
+        }, box)
+    }
+
+    /// The first bytes of every connection so far, in accept order.
+    var connections: [[UInt8]] {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return received
+    }
+
+    /// Closes the listener and waits for the thread to end.
+    func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        pthread_join(thread, nil)
+        close(listener)
+    }
+
+    private func acceptLoop() {
+        while true {
+            let connection = accept(listener, nil, nil)
+            if connection < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            setSocketTimeout(connection, seconds: 2)
+            let bytes = readRequest(connection)
+            pthread_mutex_lock(&lock)
+            received.append(bytes)
+            pthread_mutex_unlock(&lock)
+            _ = reply.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            close(connection)
+        }
+    }
+
+    /// Reads until an HTTP head ends, 32 bytes arrived (a PROXY v2 header and
+    /// some data), the peer closes, or the 2 s socket timeout passes.
+    private func readRequest(_ connection: Int32) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        while bytes.count < Self.maxRecordedBytes {
+            let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            bytes += chunk[..<count]
+            let text = String(decoding: bytes, as: UTF8.self)
+            if text.hasPrefix("GET ") ? text.contains("\r\n\r\n") : bytes.count >= 32 { break }
+        }
+        return bytes
+    }
+}
+
+/// Sends one command to a UNIX stream socket (such as HAProxy's runtime API) and
+/// returns everything the server writes until it closes, at most 1 MiB.
+func queryUnixSocket(_ path: String, _ command: String) throws -> String {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard descriptor >= 0 else { throw DeployKitError(description: "socket failed") }
+    defer { close(descriptor) }
+    setSocketTimeout(descriptor, seconds: 5)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let pathBytes = Array(path.utf8)
+    guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        throw DeployKitError(description: "socket path too long: \(path)")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
+    let connected = withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+        }
+    }
+    guard connected else { throw DeployKitError(description: "failed to connect to \(path)") }
+    let request = Array((command + "\n").utf8)
+    _ = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 8192)
+    while bytes.count < 1 << 20 {
+        let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        if count <= 0 { break }
+        bytes += chunk[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Opens a TCP connection to 127.0.0.1:`port`, sends `text` and closes it.
+func sendOnce(port: UInt16, _ text: String) throws {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard descriptor >= 0 else { throw DeployKitError(description: "socket failed") }
+    defer { close(descriptor) }
+    setSocketTimeout(descriptor, seconds: 5)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = port.bigEndian
+    let connected = withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
+    }
+    guard connected else { throw DeployKitError(description: "failed to connect to 127.0.0.1:\(port)") }
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    // Wait for the backend's close, so that HAProxy has forwarded the data before this side closes.
+    var sink = [UInt8](repeating: 0, count: 64)
+    _ = sink.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
 }

@@ -353,6 +353,117 @@ struct DeployKitTests {
         }
     }
 
+    /// The PROXY protocol v2 signature that starts every header (12 bytes).
+    static let proxyV2Signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
+
+    /// Rewrites haproxy.cfg for a run on this machine. Backends move to 127.0.0.11
+    /// to 127.0.0.13, frontends to free loopback ports, the runtime socket into
+    /// `scratch`, and logs to standard output. The connection limits shrink to a
+    /// tenth, because HAProxy needs two descriptors per connection and a test
+    /// machine's hard limit may lie below 80000. Every other line stays as shipped,
+    /// so the checks, timeouts and PROXY settings are the real ones.
+    private func haproxyTestConfiguration(
+        scratch: ScratchFolder, frontendPort: UInt16, statsPort: UInt16
+    ) throws -> String {
+        var text = try readDeployFile("deploy/haproxy/haproxy.cfg")
+        let replacements = [
+            ("log /dev/log local0", "log stdout format raw local0"),
+            ("maxconn 40000", "maxconn 4000"),
+            ("maxconn 20000", "maxconn 2000"),
+            ("stats socket /run/haproxy/admin.sock mode 660", "stats socket \(scratch.path)/admin.sock mode 600"),
+            ("bind :10443", "bind 127.0.0.1:\(frontendPort)"),
+            ("bind 127.0.0.1:8404", "bind 127.0.0.1:\(statsPort)"),
+            ("10.0.0.11:10443", "127.0.0.11:10443"),
+            ("10.0.0.12:10443", "127.0.0.12:10443"),
+            ("10.0.0.13:10443", "127.0.0.13:10443"),
+        ]
+        for (shipped, local) in replacements {
+            #expect(text.contains(shipped), "haproxy.cfg no longer contains \(shipped)")
+            text = text.replacing(shipped, with: local)
+        }
+        return text
+    }
+
+    /// Returns the `status` column of each server of backend `mailcloak` from HAProxy's `show stat`.
+    private func haproxyServerStates(_ socketPath: String) throws -> [String: String] {
+        let lines = try queryUnixSocket(socketPath, "show stat").split(separator: "\n")
+        guard let header = lines.first, header.hasPrefix("# ") else { return [:] }
+        let columns = header.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false)
+        guard let statusIndex = columns.firstIndex(of: "status") else { return [:] }
+        var states: [String: String] = [:]
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            if fields.count > statusIndex, fields[0] == "mailcloak", fields[1].hasPrefix("mailcloak") {
+                states[String(fields[1])] = String(fields[statusIndex])
+            }
+        }
+        return states
+    }
+
+    @Test(.enabled(if: findExecutable("haproxy") != nil, "needs haproxy (package haproxy)"))
+    func haproxyRoutesOnlyToReadyServers() throws {
+        let scratch = try ScratchFolder()
+        defer { scratch.remove() }
+        // mailcloak1 and mailcloak3 are ready. mailcloak2 returns 503 on /readyz, as it does while it drains.
+        let ready = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nready\n"
+        let draining = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 9\r\nConnection: close\r\n\r\ndraining\n"
+        var backends: [RecordingServer] = []
+        var checks: [RecordingServer] = []
+        defer { (backends + checks).forEach { $0.stop() } }
+        for (index, reply) in [ready, draining, ready].enumerated() {
+            let host = "127.0.0.1\(index + 1)"
+            backends.append(try RecordingServer(host: host, port: 10443, reply: ""))
+            checks.append(try RecordingServer(host: host, port: MetricsConfig().port, reply: reply))
+        }
+
+        let frontendPort = try freePort(pair: false)
+        let statsPort = try freePort(pair: false, after: frontendPort)
+        let configuration = try haproxyTestConfiguration(
+            scratch: scratch, frontendPort: frontendPort, statsPort: statsPort)
+        try writeFile(scratch.path + "/haproxy.cfg", configuration)
+        let haproxy = try launchProcess(
+            findExecutable("haproxy")!, ["-db", "-f", scratch.path + "/haproxy.cfg"],
+            outputPath: scratch.path + "/haproxy.log")
+        defer { stopProcess(haproxy) }
+
+        // Wait until the health checks mark mailcloak2 down (fall 2 x inter 2s) and the others up.
+        let expectedStates = ["mailcloak1": "UP", "mailcloak2": "DOWN", "mailcloak3": "UP"]
+        var states: [String: String] = [:]
+        let deadline = monotonicNow() + 30
+        while monotonicNow() < deadline {
+            states = (try? haproxyServerStates(scratch.path + "/admin.sock")) ?? [:]
+            if states == expectedStates { break }
+            usleep(200_000)
+        }
+        try #require(states == expectedStates, "server states \(states); log: \((try? readDeployFile(scratch.path + "/haproxy.log")) ?? "")")
+
+        let connectionCount = 6
+        for index in 0..<connectionCount {
+            try sendOnce(port: frontendPort, "probe \(index)\n")
+        }
+        #expect(backends[1].connections.isEmpty, "a server marked down got connections")
+        let routed = backends[0].connections + backends[2].connections
+        #expect(routed.count == connectionCount)
+        for bytes in routed {
+            try #require(bytes.count >= 28, "connection too short for a PROXY v2 header: \(bytes)")
+            #expect(Array(bytes.prefix(12)) == Self.proxyV2Signature, "connection without PROXY v2 header")
+            // Version 2 with command PROXY, then TCP over IPv4 with 12 address bytes.
+            #expect(bytes[12] == 0x21)
+            #expect(bytes[13] == 0x11)
+            #expect(Array(bytes[16..<20]) == [127, 0, 0, 1], "source address in header")
+            #expect(String(decoding: bytes.dropFirst(28), as: UTF8.self).hasPrefix("probe "))
+        }
+
+        // Health checks reach the metrics port as plain HTTP, without a PROXY header.
+        for check in checks {
+            let requests = check.connections
+            #expect(!requests.isEmpty)
+            for request in requests {
+                #expect(String(decoding: request, as: UTF8.self).hasPrefix("GET /readyz HTTP/1."))
+            }
+        }
+    }
+
     // MARK: - Postfix node
 
     /// Creates a private Postfix configuration folder with the node's main.cf lines and Debian's master.cf.
@@ -452,7 +563,7 @@ struct DeployKitTests {
         let policy = try postconfValue("mailcloak_policy", folder: folder, scratch: scratch)
             .replacing("127.0.0.1:10027", with: "127.0.0.1:\(cluster.port)")
         let restrictions = try postconfValue("smtpd_recipient_restrictions", folder: folder, scratch: scratch)
-        let smtpPort = try freeSMTPPort()
+        let smtpPort = try freePort(pair: true)
         // Postfix's delivery user must be able to reach folders below the instance.
         #expect(chmod(scratch.path, 0o711) == 0)
         let instance = scratch.path + "/instance"
@@ -486,12 +597,15 @@ struct DeployKitTests {
         #expect(senderReply.hasSuffix("Policy service unavailable"), "\(senderReply)")
     }
 
-    /// Returns a port below 32768 whose port and port + 1 are free on 127.0.0.1 right now.
-    private func freeSMTPPort() throws -> UInt16 {
-        for candidate in stride(from: UInt16(20000 + getpid() % 5000 * 2), to: 32000, by: 2) {
-            if isFree(candidate) && isFree(candidate + 1) { return candidate }
+    /// Returns a port between 20000 and 32000 that is free on 127.0.0.1 right now, and with
+    /// `pair` one whose next port is free too. The search starts at a point that depends on
+    /// the process id and lies above `after`, so concurrent runs and calls rarely collide.
+    private func freePort(pair: Bool, after: UInt16 = 0) throws -> UInt16 {
+        let start = max(UInt16(20000 + getpid() % 5000 * 2), after + 2)
+        for candidate in stride(from: start, to: 32000, by: 2) {
+            if isFree(candidate) && (!pair || isFree(candidate + 1)) { return candidate }
         }
-        throw DeployKitError(description: "no free port pair between 20000 and 32000")
+        throw DeployKitError(description: "no free port between \(start) and 32000")
     }
 
     private func isFree(_ port: UInt16) -> Bool {
