@@ -9,7 +9,7 @@ import Glibc
 
 import Log
 
-/// A monotonic clock that stands still until the test advances it.
+/// A monotonic clock that moves only when the test advances it.
 final class ManualClock: Sendable {
     private let seconds = Locked<Double>(1000)
 

@@ -12,7 +12,7 @@ import Config
 import Log
 @testable import Store
 
-/// A monotonic clock that stands still, so every attempt falls into one rate-limit window.
+/// A monotonic clock that does not advance, so every attempt falls into one rate-limit window.
 private final class FrozenClock: Sendable {
     private let seconds = Mutex<Double>(500)
 
