@@ -136,8 +136,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Stops accepting on this loop and closes each connection once it has no request
     /// in progress and no reply waiting to be written. Callable from any thread.
-    func beginDrain() {
+    /// `listenersRemoved` runs on the loop's thread once it accepts no more.
+    func beginDrain(listenersRemoved: @escaping @Sendable () -> Void = {}) {
         execute { [self] in
+            defer { listenersRemoved() }
             guard !isDraining else { return }
             isDraining = true
             drainStartedAt = monotonicSeconds()
@@ -233,6 +235,9 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: Accepting
 
     private func acceptConnections(from listenerIndex: Int) {
+        // An event from the same wait as the drain task may still name a listener, whose
+        // socket another loop can close as soon as every loop has begun draining.
+        guard !isDraining else { return }
         let listener = listeners[listenerIndex]
         for _ in 0..<64 {
             var storage = sockaddr_storage()

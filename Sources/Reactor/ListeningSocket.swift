@@ -3,6 +3,7 @@
 // any thread runs, so that a bad address fails the start with its reason.
 import Config
 import Log
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,6 +26,8 @@ public final class ListeningSocket: Sendable {
     /// TLS, access rules and PROXY balancers; nil on a plain listener without rules.
     public let security: ListenerSecurity?
 
+    private let isClosed = Atomic<Bool>(false)
+
     private init(descriptor: Int32, info: ListenerInfo, port: UInt16?, security: ListenerSecurity?) {
         self.descriptor = descriptor
         self.info = info
@@ -32,7 +35,15 @@ public final class ListeningSocket: Sendable {
         self.security = security
     }
 
-    deinit { Glibc.close(descriptor) }
+    deinit { close() }
+
+    /// Closes the socket, so that new connections to it are refused; later calls do nothing.
+    /// Call it only once no thread accepts from it any more. A UNIX socket's file stays.
+    public func close() {
+        if !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
+            Glibc.close(descriptor)
+        }
+    }
 
     /// Binds and listens as `config` says.
     /// Loads the listener's TLS material first, so a bad certificate fails before the bind.

@@ -1,5 +1,6 @@
 // The set of reactor threads: one event loop per thread, every listener
 // registered in every loop (EPOLLEXCLUSIVE wakes one loop per connection).
+import Locking
 import Log
 #if canImport(Glibc)
 import Glibc
@@ -44,8 +45,24 @@ public final class ServerLoopGroup: Sendable {
 
     /// Stops accepting on every loop, closes idle connections now and the others once their
     /// current request is answered. Returns at once; `openConnections` reaches 0 when all are closed.
+    ///
+    /// Once no loop accepts any more, the listening sockets are closed, so that new connections
+    /// are refused at once (a load balancer retries them on another instance) instead of waiting
+    /// in the accept queue until the process exits and then being reset.
     public func beginDrain() {
-        for loop in loops { loop.beginDrain() }
+        let loopsLeft = Locked(loops.count)
+        let listeners = listeners
+        for loop in loops {
+            loop.beginDrain {
+                let isLast = loopsLeft.withLock { count in
+                    count -= 1
+                    return count == 0
+                }
+                if isLast {
+                    for listener in listeners { listener.close() }
+                }
+            }
+        }
     }
 
     /// Connections closed at accept because of `reason`, since start; readable from any thread.

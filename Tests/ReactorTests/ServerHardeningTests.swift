@@ -184,6 +184,22 @@ private final class LineClient {
         #expect(client.isClosedByPeer())
     }
 
+    @Test func drainRefusesNewConnections() throws {
+        let group = try startLineGroup(listeners: [loopbackV4])
+        defer { group.stop() }
+        let port = try #require(group.listeners[0].port)
+        let client = try LineClient(host: "127.0.0.1", port: port)
+        #expect(client.request("a") == "ok a")
+        group.beginDrain()
+        // The loops close the listening socket on their own threads, soon after beginDrain returns.
+        var refused = false
+        for _ in 0..<100 where !refused {
+            refused = (try? LineClient(host: "127.0.0.1", port: port)) == nil
+            if !refused { usleep(50_000) }
+        }
+        #expect(refused)
+    }
+
     @Test func drainAnswersRequestOnWorker() throws {
         let group = try startLineGroup(listeners: [loopbackV4])
         defer { group.stop() }
