@@ -93,7 +93,7 @@ package final class RedisIdentityCache: Sendable {
             guard ttl >= 0 else { return nil }
             return CachedIdentity(answer: record.answer, freshForMilliseconds: ttl - record.staleMilliseconds)
         default:
-            throw .unexpectedReply("\(replies)")
+            throw counted(.unexpectedReply("\(replies)"))
         }
     }
 
@@ -113,7 +113,7 @@ package final class RedisIdentityCache: Sendable {
         switch reply {
         case .status: return true
         case .null: return false
-        default: throw .unexpectedReply("\(reply)")
+        default: throw counted(.unexpectedReply("\(reply)"))
         }
     }
 
@@ -126,7 +126,7 @@ package final class RedisIdentityCache: Sendable {
     package func delete(_ keys: [IdentityKey]) throws(RedisError) -> Int {
         guard !keys.isEmpty else { return 0 }
         let reply = try pool.command(["DEL"] + keys.map(entryKey))
-        guard case .integer(let count) = reply else { throw .unexpectedReply("\(reply)") }
+        guard case .integer(let count) = reply else { throw counted(.unexpectedReply("\(reply)")) }
         return Int(count)
     }
 
@@ -139,7 +139,7 @@ package final class RedisIdentityCache: Sendable {
             let reply = try pool.command(["SCAN", cursor, "MATCH", "\(keyPrefix):id:v1:*", "COUNT", "1000"])
             guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].text,
                 case .array(let names) = parts[1]
-            else { throw .unexpectedReply("\(reply)") }
+            else { throw counted(.unexpectedReply("\(reply)")) }
             let keys = names.compactMap(\.text)
             if !keys.isEmpty {
                 if case .integer(let count) = try pool.command(["DEL"] + keys) { deleted += Int(count) }
@@ -152,12 +152,19 @@ package final class RedisIdentityCache: Sendable {
     /// Publishes a flush message; returns the number of subscribers that got it.
     package func publishFlush(_ message: String) throws(RedisError) -> Int {
         let reply = try pool.command(["PUBLISH", flushChannel, message])
-        guard case .integer(let count) = reply else { throw .unexpectedReply("\(reply)") }
+        guard case .integer(let count) = reply else { throw counted(.unexpectedReply("\(reply)")) }
         return Int(count)
     }
 
+    /// Counts and logs, through the pool, an error found in a reply after the call returned, because
+    /// callers that fall back to the provider do not report it.
+    private func counted(_ error: RedisError) -> RedisError {
+        pool.recordErrorReply(error)
+        return error
+    }
+
     private func expectOK(_ reply: RedisReply) throws(RedisError) {
-        if case .error(let message) = reply { throw .rejected(command: "SET", message: message) }
+        if case .error(let message) = reply { throw counted(.rejected(command: "SET", message: message)) }
     }
 }
 

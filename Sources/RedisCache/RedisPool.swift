@@ -117,7 +117,7 @@ package final class RedisPool: @unchecked Sendable {
             if let failure, connection.isBroken {
                 recordFailure(failure)
             } else {
-                if let failure { recordErrorReply(failure) }
+                if let failure { recordErrorReplyLocked(failure) }
                 recordSuccess()
             }
             lock.broadcast()
@@ -140,9 +140,14 @@ package final class RedisPool: @unchecked Sendable {
         }
     }
 
-    /// Counts and logs a failed call on a connection that stays usable, such as an error reply.
+    /// Counts and logs a failed call whose connection stays usable, such as an error reply or a
+    /// reply of the wrong type that a caller found after the call returned.
+    package func recordErrorReply(_ error: RedisError) {
+        lock.withLock { recordErrorReplyLocked(error) }
+    }
+
     /// Called with the lock held.
-    private func recordErrorReply(_ error: RedisError) {
+    private func recordErrorReplyLocked(_ error: RedisError) {
         errorTotal += 1
         // Grouped by the kind of failure, because the reply text varies from call to call. An
         // unexpected reply is not shown, because it can be a cached value.
