@@ -277,8 +277,9 @@ public final class EventLoop: @unchecked Sendable {
         backoff.resumeAt = now + backoff.delay
         if backoff.failures == 1 {
             let name = listeners[listenerIndex].info.name
-            // Each loop pauses on its own, so the limiter keeps loops that hit one limit together to one line.
-            let context = LogContext(.listener, "\(name) errno=\(code)")
+            // Each loop and listener pauses on its own, so keying by errno alone keeps a process-wide
+            // limit such as EMFILE to one line per window.
+            let context = LogContext(.errno, String(code))
             logger.log(.warning, "accept failed, pausing listener", limitedBy: context, [
                 (.listener, name), (.errno, String(code)),
                 (.error, String(cString: strerror(code))), (.delay, String(Int(backoff.delay * 1000))),
