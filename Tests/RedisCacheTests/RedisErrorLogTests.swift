@@ -5,7 +5,7 @@
 import Log
 import Model
 import RedisCache
-import Synchronization
+import Locking
 import TestSupport
 import Testing
 
@@ -15,7 +15,7 @@ import Testing
 
 /// A monotonic clock that moves only when the test advances it.
 private final class SteppedClock: Sendable {
-    private let seconds = Mutex<Double>(100)
+    private let seconds = Locked<Double>(100)
 
     func now() -> Double { seconds.withLock { $0 } }
 

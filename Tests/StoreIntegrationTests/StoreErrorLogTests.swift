@@ -1,7 +1,7 @@
 // The snapshot store's error accounting while PostgreSQL is unreachable:
 // every failed attempt is counted in StoreStatus.failures, and the log gets
 // one line per error text and window plus one summary with the exact count.
-import Synchronization
+import Locking
 import Testing
 
 #if canImport(Glibc)
@@ -14,7 +14,7 @@ import Log
 
 /// A monotonic clock that does not advance, so every attempt falls into one rate-limit window.
 private final class FrozenClock: Sendable {
-    private let seconds = Mutex<Double>(500)
+    private let seconds = Locked<Double>(500)
 
     func now() -> Double { seconds.withLock { $0 } }
 
