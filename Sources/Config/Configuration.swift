@@ -223,7 +223,7 @@ public struct LogConfig: Sendable, Equatable {
     public var level: String = "info"
     /// A `LogFormat` raw value: `keyvalue` or `json`.
     public var format: String = "keyvalue"
-    /// Where lines go: stderr, or datagrams to the syslog socket.
+    /// Destination of log lines: stderr, or datagrams to the syslog socket.
     public var output: LogOutput = .stderr
     /// Path of the syslog daemon's UNIX datagram socket.
     public var syslogSocket: String = "/dev/log"
@@ -231,7 +231,7 @@ public struct LogConfig: Sendable, Equatable {
     public var syslogFacility: String = "mail"
     /// The tag in front of each syslog message, before `[pid]`.
     public var syslogIdent: String = "mailcloak"
-    /// Share of per-request decision lines logged at info, from 0 to 1; all of them are logged at debug.
+    /// Share of per-request decision lines logged at info, from 0 to 1. All of them are logged at debug.
     public var decisionSampleRate: Double = 0
 
     public init() {}

@@ -171,7 +171,8 @@ final class KeycloakTokenProvider: @unchecked Sendable {
     /// error body; `error_description` never contains the secret.
     static func describeRejection(_ response: HTTPResponse) -> String {
         let status = response.status
-        // A body that is not an OAuth error response goes into the reason as it is, so nothing is lost.
+        // A body that is not an OAuth error response is described in the reason instead, so the
+        // failure is still reported.
         guard let error = try? KeycloakJSON.decode(OAuthErrorResponse.self, from: response.body) else {
             return "token endpoint returned HTTP \(status) with \(KeycloakJSON.describeBody(response.body))"
         }

@@ -61,7 +61,8 @@ func loadConfiguration(_ path: String) -> Configuration {
 }
 
 /// Applies the log section to the shared logger. A syslog socket that cannot be set up leaves
-/// the output as it was, and an absent one is reported on stderr, where the lines still go.
+/// the output as it was. One that is not writable is reported on stderr, because its lines are
+/// dropped until it is.
 func applyLogSettings(_ configuration: Configuration) {
     let log = configuration.log
     Logger.shared.level = LogLevel(name: log.level) ?? .info
