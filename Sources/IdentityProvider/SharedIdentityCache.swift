@@ -55,7 +55,8 @@ final class SharedIdentityCache: Sendable {
     }
 
     // Redis errors below fall back to the provider (a miss, or `.proceed` without a lock) and are
-    // not raised. RedisPool counts each one in mailcloak_redis_errors_total and logs it, rate-limited.
+    // not raised. RedisPool counts each one in mailcloak_redis_errors_total and logs it, or the outage
+    // it belongs to, rate-limited.
 
     func get(_ key: IdentityKey) -> Lookup {
         guard let entry = try? redis.get(key) else { return .miss }
