@@ -15,7 +15,7 @@ struct FleetMessage: Sendable, CustomStringConvertible {
     enum Login: Sendable {
         /// No AUTH: mail from outside.
         case none
-        /// AUTH PLAIN as the seeded app, checked by Dovecot in PostgreSQL.
+        /// AUTH PLAIN as the seeded app, checked by Dovecot against the argon2id hash from the apps table.
         case app
         /// AUTH XOAUTH2 as a keycloak_dev.py user, with a token from the password grant.
         case oauth(email: String, token: String)
@@ -61,12 +61,13 @@ struct FleetMessage: Sendable, CustomStringConvertible {
     static let senderNotOwned =
         "RCPT 553 5.7.1 <someone@remote.test>: Recipient address rejected: Sender not owned by authenticated user"
 
-    /// The reply to RCPT TO for an address that is neither a user nor an alias.
+    /// Returns the reply to RCPT TO for an address that is neither a user nor an alias.
     static func noSuchUser(_ recipient: String) -> String {
         "RCPT 550 5.1.1 <\(recipient)>: Recipient address rejected: No such user"
     }
 
-    /// The mix the load and the outage scenarios send: every kind of decision, with alice's token.
+    /// Returns the messages that the load and the outage scenarios send: one of
+    /// every kind of decision, the OAuth ones with alice's token.
     static func mix(aliceToken: String) -> [FleetMessage] {
         [
             inbound(to: "alice@example.com", expecting: accepted),
@@ -150,13 +151,15 @@ extension FleetStack {
     }
 
     /// The Python script that sends AUTH XOAUTH2, MAIL FROM and RCPT TO and prints
-    /// one `COMMAND CODE TEXT` line per reply. Written into the run's folder at first use.
+    /// one `COMMAND CODE TEXT` line per reply; `writeXOAUTH2Script(into:)` writes it at start.
     var xoauth2Script: URL {
-        let url = directory.appendingPathComponent("xoauth2-send.py")
-        if !FileManager.default.fileExists(atPath: url.path) {
-            try? Self.xoauth2ScriptText.write(to: url, atomically: true, encoding: .utf8)
-        }
-        return url
+        directory.appendingPathComponent("xoauth2-send.py")
+    }
+
+    /// Writes the XOAUTH2 script into the run's folder.
+    static func writeXOAUTH2Script(into directory: URL) throws {
+        try xoauth2ScriptText.write(
+            to: directory.appendingPathComponent("xoauth2-send.py"), atomically: true, encoding: .utf8)
     }
 
     private static let xoauth2ScriptText = #"""

@@ -76,12 +76,12 @@ final class FleetDaemon: Sendable {
 
     func log() -> String { TestEnvironment.readText(logFile) }
 
-    /// The number of complete log lines of the current start that contain `event="EVENT"`.
+    /// Counts the complete log lines of the current start that contain `event="EVENT"`.
     func eventCount(_ event: String) -> Int {
         logLineCount(containing: "event=\"\(event)\"")
     }
 
-    /// The number of complete log lines of the current start that contain `text`.
+    /// Counts the complete log lines of the current start that contain `text`.
     func logLineCount(containing text: String) -> Int {
         log().split(separator: "\n").filter { $0.contains(text) }.count
     }
@@ -113,13 +113,13 @@ final class FleetDaemon: Sendable {
         }
     }
 
-    /// Returns the HTTP status of GET /readyz, 0 when the endpoint does not answer.
+    /// Returns the HTTP status of GET /readyz, or 0 when the endpoint sends no reply.
     func readinessStatus() throws -> Int {
         try fetchLoopbackURL("http://127.0.0.1:\(metricsPort)/readyz").status
     }
 
     /// Returns the sum of every `mailcloak_requests_total` series on /metrics:
-    /// the policy and socketmap requests this instance answered since it started.
+    /// the policy and socketmap requests this instance served since it started.
     func answeredRequests() throws -> Double {
         let reply = try fetchLoopbackURL("http://127.0.0.1:\(metricsPort)/metrics")
         guard reply.status == 200 else {
@@ -246,7 +246,7 @@ struct FleetHAProxy: Sendable {
     let logFile: URL
 
     /// Writes the configuration, starts haproxy in the foreground and waits until
-    /// its statistics page answers.
+    /// its statistics page responds.
     static func start(directory: URL, daemons: [FleetDaemon]) throws -> FleetHAProxy {
         let frontendPort = try TestEnvironment.freePorts(count: 1)
         let statsPort = try TestEnvironment.freePorts(count: 1)

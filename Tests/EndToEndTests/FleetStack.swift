@@ -92,6 +92,7 @@ struct FleetStack: Sendable {
     }
 
     private static func start(settings: StackSettings, directory: URL, teardown: Teardown) throws -> FleetStack {
+        try writeXOAUTH2Script(into: directory)
         let (certificates, live) = try makeCertificates(settings: settings, directory: directory)
 
         let postgres = FleetPostgres(
