@@ -101,8 +101,9 @@ struct Fleet {
     }
 
     /// m1 is killed with SIGKILL and m2 drained with SIGTERM while two clients
-    /// send the whole mix; Postfix retries on another instance, so no client
-    /// sees a reply other than the one it would get from a healthy fleet.
+    /// send the whole mix. Postfix retries a broken connection and HAProxy
+    /// sends the retry to an instance that still serves, so no client gets a
+    /// reply other than the one a healthy fleet sends.
     @Test func killAndDrainKeepRepliesUnchanged() throws {
         let stack = try FleetStack.require()
         try stack.ensureHealthy()
