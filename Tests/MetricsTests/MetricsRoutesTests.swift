@@ -102,3 +102,23 @@ private func exchange(_ request: String, port: UInt16) throws -> String {
         _ = try MetricsHTTPServer(host: "not-an-address", port: 0, routes: MetricsRoutes(registry: MetricsRegistry()) { nil })
     }
 }
+
+@Test func serverRefusesConnectionsAfterStop() throws {
+    let server = try MetricsHTTPServer(host: "127.0.0.1", port: 0, routes: MetricsRoutes(registry: MetricsRegistry()) { nil })
+    server.start()
+    server.stop()
+
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(descriptor >= 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = server.port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    let code = errno
+    #expect(connected == -1)
+    #expect(code == ECONNREFUSED)
+}
