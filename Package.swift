@@ -60,7 +60,8 @@ let package = Package(
         ),
 
         .testTarget(name: "LockingTests", dependencies: ["Locking"]),
-        .testTarget(name: "ConfigTests", dependencies: ["Locking", "Config"]),
+        .testTarget(name: "LogTests", dependencies: ["Locking", "Log"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "ModelTests", dependencies: ["Model"]),
         .testTarget(name: "PolicyProtocolTests", dependencies: ["PolicyProtocol", "TestSupport"]),
         .testTarget(name: "SocketmapTests", dependencies: ["Socketmap", "TestSupport"]),
