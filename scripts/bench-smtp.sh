@@ -209,7 +209,7 @@ identity:
     realm: mail
     client_id: mailcloak
     client_secret: demo-secret
-  # Longer than the whole benchmark, so the warm-up run fills the cache for
+  # Longer than the whole benchmark, so the warm-up runs fill the cache for
   # every round. With the default (5m), later rounds would query Keycloak again.
   cache:
     positive_ttl: 2h
@@ -344,22 +344,73 @@ start_postfix() {
 
 # --- Runs ---
 
-# Prints the CPU time, in clock ticks, that the processes $@ have used.
-cpu_ticks() {
-    local pid stat total=0 fields
-    for pid in "$@"; do
-        read -r stat <"/proc/$pid/stat" || die "process $pid has exited"
-        # utime and stime are the 12th and 13th fields after the command name in parentheses.
-        read -r -a fields <<<"${stat##*) }"
-        total=$((total + fields[11] + fields[12]))
-    done
-    echo "$total"
+# Prints, for each process id in $@, the CPU time in clock ticks that it and
+# its descendants have used: their user and system time, and the time of
+# the children they have reaped. A Postfix master reaps its smtpd and
+# cleanup processes, so its tree counts the processes that have exited too.
+tree_cpu_ticks() {
+    python3 - "$@" <<'EOF'
+import os, sys
+processes = {}
+for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+        continue
+    try:
+        with open(f"/proc/{entry}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    # After the command name: state, ppid, ... utime (12th), stime, cutime, cstime.
+    processes[int(entry)] = (int(fields[1]), sum(int(value) for value in fields[11:15]))
+children = {}
+for pid, (parent, _) in processes.items():
+    children.setdefault(parent, []).append(pid)
+for root in map(int, sys.argv[1:]):
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += processes.get(pid, (0, 0))[1]
+        pending.extend(children.get(pid, []))
+    print(total)
+EOF
 }
 
-# Prints the CPU time per message, in microseconds, between the tick counts $1 and $2.
+# Prints the process ids whose CPU time a run of setup $1 reports, one group
+# a line: the Postfix master of the setup, stunnel, HAProxy, the mailcloak
+# instances (space-separated), PostgreSQL's postmaster and the Keycloak
+# development directory. A group that does not run prints "-".
+cpu_groups() {
+    head -n 1 "$demo_dir/postfix-$1/spool/pid/master.pid" | tr -d ' '
+    echo "${stunnel_pid:--}"
+    echo "${haproxy_pid:--}"
+    echo "${mailcloak_pids[*]:--}"
+    head -n 1 "$demo_dir/pg/data/postmaster.pid"
+    echo "$keycloak_pid"
+}
+
+# Prints the CPU clock ticks of each group of cpu_groups $1, space-separated.
+cpu_snapshot() {
+    local group ticks line=""
+    while read -r group; do
+        if [[ $group == - ]]; then
+            ticks=0
+        else
+            # shellcheck disable=SC2086
+            ticks=$(tree_cpu_ticks $group | awk '{ n += $1 } END { print n + 0 }')
+        fi
+        line+="$ticks "
+    done < <(cpu_groups "$1")
+    echo "$line"
+}
+
+# Prints the CPU time per message, in microseconds, of each group between
+# the snapshots $1 and $2.
 cpu_per_message() {
-    awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" -v n="$messages" \
-        'BEGIN { printf "%.0f", (b - a) * 1000000 / hz / n }'
+    awk -v before="$1" -v after="$2" -v hz="$(getconf CLK_TCK)" -v n="$messages" 'BEGIN {
+        split(before, b, " "); split(after, a, " ")
+        split("Postfix stunnel HAProxy mailcloak PostgreSQL Keycloak", names, " ")
+        for (i = 1; i <= 6; i++) printf "%s%s %.0f", (i > 1 ? ", " : ""), names[i], (a[i] - b[i]) * 1000000 / hz / n
+    }'
 }
 
 # Prints mailcloak's non-zero reply and identity provider counters, summed
@@ -383,11 +434,9 @@ print_mailcloak_counters() {
 run_setup() {
     local setup=$1 name=$2 log=$demo_dir/postfix-$1/postfix.log
     local offset start end delivered rejected waited=0
-    local cpu_before=() cpu_after=() cpu_note=""
+    local cpu_before cpu_after
     offset=$(stat -c %s "$log")
-    if [[ $setup == mailcloak ]]; then
-        cpu_before=("$(cpu_ticks "${mailcloak_pids[@]}")" "$(cpu_ticks "$haproxy_pid")" "$(cpu_ticks "$stunnel_pid")")
-    fi
+    cpu_before=$(cpu_snapshot "$setup")
 
     start=$(date +%s.%N)
     if ! smtp-source -s "$sessions" -m "$messages" -N -M client.test -f "$sender" \
@@ -396,13 +445,6 @@ run_setup() {
     fi
     end=$(date +%s.%N)
 
-    if [[ $setup == mailcloak ]]; then
-        cpu_after=("$(cpu_ticks "${mailcloak_pids[@]}")" "$(cpu_ticks "$haproxy_pid")" "$(cpu_ticks "$stunnel_pid")")
-        cpu_note=" CPU µs a message: mailcloak $(cpu_per_message "${cpu_before[0]}" "${cpu_after[0]}")"
-        cpu_note+=", HAProxy $(cpu_per_message "${cpu_before[1]}" "${cpu_after[1]}")"
-        cpu_note+=", stunnel $(cpu_per_message "${cpu_before[2]}" "${cpu_after[2]}");"
-    fi
-
     until delivered=$(tail -c +$((offset + 1)) "$log" | grep -c "status=sent ($discard_tag)") &&
         ((delivered >= messages)); do
         waited=$((waited + 1))
@@ -410,6 +452,8 @@ run_setup() {
             die "$setup ($name): $delivered of $messages messages discarded after ${delivery_timeout_seconds}s; see $log"
         sleep 0.5
     done
+    # Taken once every message is discarded, so that it includes delivery.
+    cpu_after=$(cpu_snapshot "$setup")
     # cleanup warns when the queue file system's clock runs ahead of the
     # system clock (seen on virtual machines). Those warnings concern time
     # stamps, not mail, so they do not fail the run.
@@ -420,7 +464,9 @@ run_setup() {
     awk -v n="$messages" -v s="$start" -v e="$end" 'BEGIN { printf "%.1f\n", n / (e - s) }' \
         >"$demo_dir/$name.rate"
     echo "$name: $messages messages in $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }') s," \
-        "$(cat "$demo_dir/$name.rate") messages/s,$cpu_note $delivered discarded, 0 rejected"
+        "$(cat "$demo_dir/$name.rate") messages/s, $delivered discarded, 0 rejected"
+    echo "$name: CPU µs a message: $(cpu_per_message "$cpu_before" "$cpu_after")" |
+        tee "$demo_dir/$name.cpu"
 }
 
 # Prints the median of the numbers on standard input, one a line.
