@@ -84,6 +84,9 @@ let package = Package(
         // Tests against real services: PostgreSQL, the Keycloak development
         // directory, Postfix. scripts/test.sh starts what they need.
         .testTarget(name: "StoreIntegrationTests", dependencies: ["Locking", "Store", "Config", "Model", "Log"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Locking", "Config", "Model", "Log"]),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["Locking", "Config", "Model", "Log", "RedisCache", "TestSupport"],
+            exclude: ["README.md"]
+        ),
     ]
 )

@@ -5,6 +5,7 @@
 // with smtplib sends that.
 
 import Foundation
+import Locking
 import Synchronization
 
 /// One SMTP transaction up to RCPT TO and the replies the client must get.
@@ -199,7 +200,7 @@ extension FleetStack {
 /// Messages sent in a loop by background threads until `stop()`, so that a
 /// scenario can change the fleet while mail flows.
 final class FleetLoad: Sendable {
-    private let outcomes = Mutex<[FleetOutcome]>([])
+    private let outcomes = Locked<[FleetOutcome]>([])
     private let running = Atomic<Bool>(true)
     private let finished = Atomic<Int>(0)
     private let workers: Int

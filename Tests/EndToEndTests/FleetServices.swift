@@ -6,7 +6,7 @@
 // statistics, PING), never from a fixed sleep.
 
 import Foundation
-import Synchronization
+import Locking
 
 #if canImport(Glibc)
     import Glibc
@@ -54,7 +54,7 @@ final class FleetDaemon: Sendable {
     let configFile: URL
     let folder: URL
     private let executable: String
-    private let state = Mutex<(pid: pid_t?, starts: Int)>((nil, 0))
+    private let state = Locked<(pid: pid_t?, starts: Int)>((nil, 0))
 
     init(name: String, tlsPort: UInt16, metricsPort: UInt16, folder: URL, configFile: URL, executable: String) {
         self.name = name
@@ -383,82 +383,5 @@ struct FleetPostgres: Sendable {
     /// Stops the cluster with a fast shutdown, which ends the daemons' connections.
     func stop() throws {
         try TestEnvironment.runChecked("/bin/sh", [Self.script, "stop", folder.path], timeout: 60)
-    }
-}
-
-// MARK: - Redis
-
-/// A redis-server on a fixed loopback port that a scenario stops and starts again.
-///
-/// NOTE: Tests/TestSupport's RedisTestServer does the same, but the
-/// EndToEndTests target does not depend on TestSupport yet.
-final class FleetRedis: Sendable {
-    let port: UInt16
-    let folder: URL
-    private let process = Mutex<pid_t?>(nil)
-
-    private init(port: UInt16, folder: URL) {
-        self.port = port
-        self.folder = folder
-    }
-
-    /// Starts redis-server on a free port below 32000. Redis has no port 0, so
-    /// when another process takes the port first, a new one is tried, up to 10 times.
-    static func start(folder: URL) throws -> FleetRedis {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        for _ in 0..<10 {
-            let redis = FleetRedis(port: try TestEnvironment.freePorts(count: 1), folder: folder)
-            if try redis.startOnPort() {
-                return redis
-            }
-        }
-        throw StackSetupError.notReady(
-            service: "redis-server", seconds: 5, log: TestEnvironment.readText(folder.appendingPathComponent("redis.log")))
-    }
-
-    /// Starts the server again on its port after `stop()`.
-    func restart() throws {
-        guard try startOnPort() else {
-            throw StackSetupError.notReady(
-                service: "redis-server on port \(port)", seconds: 5,
-                log: TestEnvironment.readText(folder.appendingPathComponent("redis.log")))
-        }
-    }
-
-    /// Stops the server with SIGTERM and reaps it.
-    func stop() throws {
-        let pid = process.withLock { pid in
-            defer { pid = nil }
-            return pid
-        }
-        guard let pid else { return }
-        guard TestEnvironment.terminate(pid) != nil else {
-            throw StackSetupError.stopFailed(service: "redis-server", detail: "pid \(pid) survived SIGKILL")
-        }
-    }
-
-    /// Returns whether the server replies +PONG to PING.
-    func isAnswering() -> Bool {
-        PlainSocket(port: port)?.exchange("PING\r\n", until: "\r\n") == "+PONG\r\n"
-    }
-
-    /// Launches redis-server and waits up to 5 s for PONG; false when it exited (port taken).
-    private func startOnPort() throws -> Bool {
-        let pid = try TestEnvironment.launch(
-            "/usr/bin/redis-server",
-            ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder.path],
-            outputPath: folder.appendingPathComponent("redis.log").path,
-            errorPath: folder.appendingPathComponent("redis.err").path)
-        var exited = false
-        let answering = waitUntil(timeout: 5) {
-            exited = TestEnvironment.exitStatus(of: pid) != nil
-            return exited || isAnswering()
-        }
-        if answering && !exited {
-            process.withLock { $0 = pid }
-            return true
-        }
-        TestEnvironment.terminate(pid)
-        return false
     }
 }

@@ -5,7 +5,8 @@
 
 import Dispatch
 import Foundation
-import Synchronization
+import Locking
+import RedisCache
 
 #if canImport(Glibc)
     import Glibc
@@ -17,8 +18,10 @@ extension FleetStack {
     /// /readyz and HAProxy shows all three servers UP.
     func ensureHealthy() throws {
         try postgres.start()
-        if !redis.isAnswering() {
-            try redis.restart()
+        if (try? redis.command(["PING"])) != .status("PONG") {
+            guard try redis.start() else {
+                throw StackSetupError.notReady(service: "redis-server on port \(redis.port)", seconds: 5, log: "")
+            }
         }
         for daemon in daemons {
             // Reaps a daemon that a scenario killed or drained, so its pid is nil.
@@ -39,7 +42,7 @@ extension FleetStack {
 
     /// Sends the messages at the same time, one thread each, and returns the outcomes in the same order.
     func sendConcurrently(_ messages: [FleetMessage]) -> [FleetOutcome] {
-        let results = Mutex<[Int: FleetOutcome]>([:])
+        let results = Locked<[Int: FleetOutcome]>([:])
         let group = DispatchGroup()
         for (index, message) in messages.enumerated() {
             group.enter()

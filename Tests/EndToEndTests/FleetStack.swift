@@ -9,6 +9,7 @@
 // stunnel and HAProxy. Must run as root, because Postfix and Dovecot do.
 
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -33,7 +34,7 @@ struct FleetStack: Sendable {
     let live: URL
     let postgres: FleetPostgres
     let database: TestDatabase
-    let redis: FleetRedis
+    let redis: RedisTestServer
     let keycloak: KeycloakDevProcess
     let daemons: [FleetDaemon]
     let haproxy: FleetHAProxy
@@ -102,15 +103,15 @@ struct FleetStack: Sendable {
         let database = try TestDatabase.create(adminURL: adminURL)
         let secretHash = try seed(database, settings: settings)
 
-        let redis = try FleetRedis.start(folder: directory.appendingPathComponent("redis"))
-        teardown.add("stop redis-server") { try redis.stop() }
+        let redis = try RedisTestServer()
+        teardown.add("stop redis-server") { redis.stop() }
 
         let keycloak = try KeycloakDevProcess.start(sourceRoot: settings.sourceRoot, directory: directory)
         teardown.add("stop keycloak_dev.py") { try keycloak.stop() }
 
         let daemons = try makeDaemons(
             settings: settings, directory: directory, live: live, databaseURL: database.url,
-            keycloakBaseURL: keycloak.baseURL, redisPort: redis.port)
+            keycloakBaseURL: keycloak.baseURL, redisPort: UInt16(redis.port))
         for daemon in daemons {
             teardown.add("stop mailcloak \(daemon.name)") { try daemon.stop() }
             try daemon.launch()

@@ -205,14 +205,15 @@ struct Fleet {
                 .inbound(to: fresh, expecting: FleetMessage.noSuchUser(fresh)),
             ]
 
-        try stack.redis.stop()
+        stack.redis.stop()
         let duringOutage = stack.sendAll(messages)
         let outagesLogged = stack.daemons.map { $0.logLineCount(containing: outageEvent) }.reduce(0, +)
-        try stack.redis.restart()
+        let restarted = try stack.redis.start()
         let afterOutage = stack.sendAll(messages)
 
         #expect(duringOutage.filter { !$0.matches }.map(\.description) == [])
         #expect(outagesLogged > outagesBefore)
+        #expect(restarted)
         #expect(afterOutage.filter { !$0.matches }.map(\.description) == [])
     }
 }

@@ -6,6 +6,7 @@
 // order after the suite, also when a start or a test fails.
 
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -70,19 +71,16 @@ struct SharedCacheStack: Sendable {
         let keycloak = try startKeycloak(sourceRoot: settings.sourceRoot, realmFile: realmFile, directory: directory)
         teardown.add("stop keycloak_dev.py") { try keycloak.stop() }
 
-        let redis = try startRedis(directory: directory)
-        teardown.add("stop redis-server") {
-            guard TestEnvironment.terminate(redis.pid) != nil else {
-                throw StackSetupError.stopFailed(service: "redis-server", detail: "pid \(redis.pid) survived SIGKILL")
-            }
-        }
+        let redis = try RedisTestServer()
+        // The teardown step holds the server, which stops when the step runs.
+        teardown.add("stop redis-server") { redis.stop() }
 
         // All three start before any is waited for, so their start-ups overlap.
         var daemons: [MailcloakDaemon] = []
         for index in 1...daemonCount {
             let daemon = try launchDaemon(
                 index: index, settings: settings, directory: directory, databaseURL: database.url,
-                keycloakBaseURL: keycloak.baseURL, redisPort: redis.port)
+                keycloakBaseURL: keycloak.baseURL, redisPort: UInt16(redis.port))
             teardown.add("stop mailcloak \(index)") { try daemon.stop() }
             daemons.append(daemon)
         }
@@ -91,8 +89,8 @@ struct SharedCacheStack: Sendable {
         }
 
         return SharedCacheStack(
-            directory: directory, database: database, keycloak: keycloak, redisPort: redis.port, daemons: daemons,
-            teardown: teardown)
+            directory: directory, database: database, keycloak: keycloak, redisPort: UInt16(redis.port),
+            daemons: daemons, teardown: teardown)
     }
 
     /// Reads the variables of scripts/test.sh. Unlike `StackSettings.fromEnvironment()`,
@@ -181,38 +179,6 @@ struct SharedCacheStack: Sendable {
         throw StackSetupError.notReady(
             service: "keycloak_dev.py", seconds: timeout,
             log: TestEnvironment.readText(outputFile) + TestEnvironment.readText(errorFile))
-    }
-
-    // MARK: - redis-server
-
-    /// Starts `redis-server --port P --save '' --appendonly no` on a free port
-    /// below 32000 and waits until it replies to PING. Redis has no port 0, so
-    /// when another process takes the port first (the server then exits), a
-    /// new port is tried, up to 10 times.
-    private static func startRedis(directory: URL) throws -> (pid: pid_t, port: UInt16) {
-        let logFile = directory.appendingPathComponent("redis.log")
-        var lastLog = ""
-        for _ in 0..<10 {
-            let port = try TestEnvironment.freePorts(count: 1)
-            let pid = try TestEnvironment.launch(
-                "/usr/bin/redis-server",
-                [
-                    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", directory.path,
-                ],
-                outputPath: logFile.path, errorPath: directory.appendingPathComponent("redis.err").path)
-            let deadline = Date().addingTimeInterval(5)
-            while Date() < deadline {
-                if TestEnvironment.exitStatus(of: pid) != nil { break }
-                if PlainSocket(port: port)?.exchange("PING\r\n", until: "\r\n") == "+PONG\r\n" {
-                    return (pid, port)
-                }
-                Thread.sleep(forTimeInterval: 0.02)
-            }
-            lastLog = TestEnvironment.readText(logFile)
-            TestEnvironment.terminate(pid)
-        }
-        throw StackSetupError.notReady(service: "redis-server", seconds: 5, log: lastLog)
     }
 
     // MARK: - mailcloak
