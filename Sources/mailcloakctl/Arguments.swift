@@ -91,6 +91,7 @@ enum Usage {
     static let apps = "usage: mailcloakctl apps add|secret APP_ID [--secret-stdin] | apps del|enable|disable APP_ID"
         + " | apps allow|disallow APP_ID ADDRESS | apps list"
     static let importSQLite = "usage: mailcloakctl import-sqlite [--dry-run] FILE"
+    static let checkpassword = "usage: mailcloakctl [--database-url URL | --config FILE] checkpassword REPLY-PROGRAM..."
     static let cache = "usage: mailcloakctl --config FILE cache flush [--user USERNAME | --address ADDRESS]"
 
     static let help = """
@@ -121,8 +122,13 @@ enum Usage {
                                                Redis cache (all without an option) and
                                                from every instance's memory; needs
                                                --config for identity.redis
+          checkpassword REPLY-PROGRAM...       Dovecot checkpassword passdb for apps: read
+                                               user name and secret from descriptor 3, run
+                                               REPLY-PROGRAM with USER set on success
 
         --json prints list output as a JSON array.
         Exit status: 0 success, 1 failure, 2 invalid command line.
+        checkpassword exits 1 for a wrong app or secret, 2 for a protocol error,
+        111 for a temporary failure.
         """
 }

@@ -3,4 +3,9 @@
 import Glibc
 #endif
 
-exit(MailcloakCtl.run(Array(CommandLine.arguments.dropFirst())))
+let arguments = Array(CommandLine.arguments.dropFirst())
+// checkpassword has the exit statuses of Dovecot's checkpassword interface, so it bypasses MailcloakCtl.run.
+if CheckpasswordCommand.isInvoked(arguments) {
+    exit(CheckpasswordCommand.run(arguments))
+}
+exit(MailcloakCtl.run(arguments))
