@@ -647,7 +647,8 @@ struct DeployKitTests {
         #expect(result.output.contains("auth_mechanisms = plain login xoauth2 oauthbearer"))
         #expect(result.output.contains("driver = oauth2"))
         #expect(result.output.contains("args = /etc/dovecot/dovecot-oauth2.conf.ext"))
-        #expect(result.output.contains("args = /etc/dovecot/dovecot-sql.conf.ext"))
+        #expect(result.output.contains("driver = checkpassword"))
+        #expect(result.output.contains("args = /usr/local/bin/mailcloak-checkpassword"))
     }
 
     /// Dovecot 2.3 reads these settings from an oauth2 args file (`setting_defs` in src/auth/db-oauth2.c);
