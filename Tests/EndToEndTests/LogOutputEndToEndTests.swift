@@ -63,7 +63,7 @@ struct LogOutputEndToEnd {
             "syslog_ident: mc-test",
         ], waitForStart: false)
         defer { daemon.kill() }
-        let version = try TestEnvironment.run(LogDaemon.binary, ["version"]).standardOutput
+        let version = try TestEnvironment.run(TestDaemon.binary, ["version"]).standardOutput
             .trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "mailcloak ", with: "")
 
         let starting = receiver.waitForDatagram(containing: "event=\"mailcloak starting\"", timeout: 20)
@@ -78,93 +78,25 @@ struct LogOutputEndToEnd {
     }
 }
 
-/// A `mailcloak serve` process with one plain TCP policy listener and its stderr in a file.
-private struct LogDaemon {
-    let pid: pid_t
-    let port: UInt16
-    let logFile: URL
-
-    /// The mailcloak binary beside the test bundle.
-    static var binary: String {
-        let runner = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        return URL(fileURLWithPath: runner).deletingLastPathComponent().appendingPathComponent("mailcloak").path
-    }
-
+/// `mailcloak serve` with one plain TCP policy listener, an unreachable database and identity
+/// provider, and its stderr in a file.
+private enum LogDaemon {
     /// Starts the daemon with `logKeys` as its log section and, unless `waitForStart` is false,
-    /// waits for its start line on stderr.
-    static func start(name: String, logKeys: [String], waitForStart: Bool = true) throws -> LogDaemon {
-        let directory = try TestEnvironment.makeScratchDirectory(prefix: "mailcloak-log-\(name)")
+    /// waits for its start line on stderr. Without that wait, it waits until the listener accepts connections.
+    static func start(name: String, logKeys: [String], waitForStart: Bool = true) throws -> TestDaemon {
         let port = try TestEnvironment.freePorts(count: 1)
-        let configFile = directory.appendingPathComponent("mailcloak.yaml")
-        let logFile = directory.appendingPathComponent("mailcloak.log")
-        // Port 1 on loopback refuses connections at once, so the database and provider stay unreachable.
-        let configuration = """
-            listeners:
-              - name: log
-                address: "tcp:127.0.0.1:\(port)"
-                services: [policy]
-            server:
-              reactor_threads: 1
-              worker_threads: 1
-              allow_root: true
-            database:
-              url: "postgresql://mailcloak@127.0.0.1:1/mailcloak"
-              connect_timeout: 1s
-            identity:
-              provider: keycloak
-              keycloak:
-                base_url: "http://127.0.0.1:1"
-                realm: test
-                client_id: mailcloak
-                client_secret: unused
-            metrics:
-              enabled: false
-            log:
-            \(logKeys.map { "  " + $0 }.joined(separator: "\n"))
-
-            """
-        try configuration.write(to: configFile, atomically: true, encoding: .utf8)
-        let pid = try TestEnvironment.launch(
-            binary, ["serve", "--config", configFile.path],
-            outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
-        let daemon = LogDaemon(pid: pid, port: port, logFile: logFile)
+        let configuration = TestDaemon.unreachableBackendsConfiguration(
+            listenerName: "log", port: port, threads: 1, serverKeys: ["allow_root: true"],
+            metricsKeys: ["enabled: false"], logKeys: logKeys)
+        let daemon = try TestDaemon.launch(
+            name: "log-\(name)", port: port, metricsPort: nil, configuration: configuration)
         if waitForStart {
-            guard daemon.waitForLog("event=\"mailcloak started\"", timeout: 20) else {
-                daemon.kill()
-                throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: daemon.log())
-            }
+            try daemon.waitForStartLine()
         } else {
-            try waitForPort(port, pid: pid, log: logFile)
+            try daemon.waitForListener()
         }
         return daemon
     }
-
-    /// Waits until the listener accepts connections, for a daemon that logs elsewhere than stderr.
-    private static func waitForPort(_ port: UInt16, pid: pid_t, log: URL) throws {
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if PlainSocket(port: port) != nil { return }
-            usleep(50_000)
-        }
-        TestEnvironment.terminate(pid, timeout: 5)
-        throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: TestEnvironment.readText(log))
-    }
-
-    func log() -> String { TestEnvironment.readText(logFile) }
-
-    func waitForLog(_ fragment: String, timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        repeat {
-            if log().contains(fragment) { return true }
-            usleep(20_000)
-        } while Date() < deadline
-        return false
-    }
-
-    /// Stops the daemon with SIGTERM, so that every line is written, and returns its exit status.
-    func stop() -> Int32? { TestEnvironment.terminate(pid) }
-
-    func kill() { TestEnvironment.terminate(pid, timeout: 5) }
 }
 
 /// A bound, non-blocking UNIX datagram socket in place of the syslog daemon.

@@ -127,101 +127,29 @@ private func raiseOpenFileLimit(to count: Int) throws {
     }
 }
 
-/// `mailcloak serve` with one TCP policy listener, the metrics endpoint, and an unreachable
-/// database and identity provider.
-private struct LoadDaemon {
-    let pid: pid_t
-    let port: UInt16
-    let metricsPort: UInt16
-    let logFile: URL
-
+/// `mailcloak serve` with one TCP policy listener, the metrics endpoint on the next port, and an
+/// unreachable database and identity provider.
+private enum LoadDaemon {
     /// Starts the daemon with `serverKeys` added to its `server` section and waits for its start line.
     /// The section allows root, because the tests may run as root.
     /// With `openFileLimit`, util-linux prlimit sets the daemon's RLIMIT_NOFILE.
-    static func start(name: String, serverKeys: [String], openFileLimit: Int? = nil) throws -> LoadDaemon {
-        let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let binary = URL(fileURLWithPath: runner).deletingLastPathComponent().appendingPathComponent("mailcloak").path
-        let directory = try TestEnvironment.makeScratchDirectory(prefix: "mailcloak-load-\(name)")
+    static func start(name: String, serverKeys: [String], openFileLimit: Int? = nil) throws -> TestDaemon {
         let port = try TestEnvironment.freePorts(count: 2)
-        let configFile = directory.appendingPathComponent("mailcloak.yaml")
-        let logFile = directory.appendingPathComponent("mailcloak.log")
-        // Port 1 on loopback refuses connections at once, so the database and provider stay unreachable.
-        let configuration = """
-            listeners:
-              - name: load
-                address: "tcp:127.0.0.1:\(port)"
-                services: [policy]
-            server:
-              reactor_threads: 2
-              worker_threads: 2
-              allow_root: true
-            \(serverKeys.map { "  " + $0 + "\n" }.joined())database:
-              url: "postgresql://mailcloak@127.0.0.1:1/mailcloak"
-              connect_timeout: 1s
-            identity:
-              provider: keycloak
-              keycloak:
-                base_url: "http://127.0.0.1:1"
-                realm: test
-                client_id: mailcloak
-                client_secret: unused
-            metrics:
-              listen: "127.0.0.1:\(port + 1)"
-            log:
-              level: info
-
-            """
-        try configuration.write(to: configFile, atomically: true, encoding: .utf8)
-        var executable = binary
-        var arguments = ["serve", "--config", configFile.path]
+        let configuration = TestDaemon.unreachableBackendsConfiguration(
+            listenerName: "load", port: port, threads: 2, serverKeys: ["allow_root: true"] + serverKeys,
+            metricsKeys: ["listen: \"127.0.0.1:\(port + 1)\""], logKeys: ["level: info"])
+        var prefix: [String] = []
         if let openFileLimit {
             guard FileManager.default.isExecutableFile(atPath: prlimitPath) else {
                 throw StackSetupError.unexpectedOutput(command: prlimitPath, output: "not installed (util-linux)")
             }
-            executable = prlimitPath
-            arguments = ["--nofile=\(openFileLimit):\(openFileLimit)", binary] + arguments
+            prefix = [prlimitPath, "--nofile=\(openFileLimit):\(openFileLimit)"]
         }
-        let pid = try TestEnvironment.launch(
-            executable, arguments,
-            outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
-        let daemon = LoadDaemon(pid: pid, port: port, metricsPort: port + 1, logFile: logFile)
-        guard daemon.waitForLog("event=\"mailcloak started\"", timeout: 20) else {
-            daemon.kill()
-            throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: daemon.log())
-        }
+        let daemon = try TestDaemon.launch(
+            name: "load-\(name)", port: port, metricsPort: port + 1, configuration: configuration, prefix: prefix)
+        try daemon.waitForStartLine()
         return daemon
     }
-
-    func log() -> String { TestEnvironment.readText(logFile) }
-
-    /// Waits until one log line contains `fragment`.
-    func waitForLog(_ fragment: String, timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        repeat {
-            if log().split(separator: "\n").contains(where: { $0.contains(fragment) }) { return true }
-            usleep(20_000)
-        } while Date() < deadline
-        return false
-    }
-
-    /// Scrapes /metrics until a line equals `line`; false when 10 s pass without it.
-    func waitForMetric(_ line: String) throws -> Bool {
-        let deadline = Date().addingTimeInterval(10)
-        repeat {
-            let reply = try LoopbackExchange.send(
-                Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), port: metricsPort) { _ in false }
-            let text = String(decoding: reply, as: UTF8.self)
-            if text.split(separator: "\n").contains(where: { $0 == line }) { return true }
-            usleep(50_000)
-        } while Date() < deadline
-        return false
-    }
-
-    /// Sends SIGTERM and returns the exit status, or nil when the daemon had to be killed.
-    func stop() -> Int32? { TestEnvironment.terminate(pid) }
-
-    /// Stops the daemon if it still runs, as cleanup after a failed check.
-    func kill() { TestEnvironment.terminate(pid, timeout: 5) }
 }
 
 /// A blocking loopback TCP client with 5 s send and receive timeouts.

@@ -74,7 +74,7 @@ struct ServerLoopEndToEnd {
         }
         for _ in 0..<1000 where written.load(ordering: .relaxed) < 200 { usleep(10_000) }
         #expect(written.load(ordering: .relaxed) >= 200)
-        kill(daemon.pid, SIGTERM)
+        daemon.signal(SIGTERM)
         let status = daemon.waitForExit(timeout: 15)
         while finished.load(ordering: .relaxed) < clients { usleep(10_000) }
 
@@ -93,7 +93,7 @@ struct ServerLoopEndToEnd {
             .replacingOccurrences(of: "  worker_threads: 2\n", with: "  worker_threads: 3\n")
             .replacingOccurrences(of: "  level: info\n", with: "  level: debug\n")
         try edited.write(to: daemon.configFile, atomically: true, encoding: .utf8)
-        Glibc.kill(daemon.pid, SIGHUP)
+        daemon.signal(SIGHUP)
 
         #expect(daemon.waitForLog(
             "event=\"configuration reloaded\"", "changed=log", "restart_needed=server.worker_threads"))
@@ -106,7 +106,7 @@ struct ServerLoopEndToEnd {
         let daemon = try LoopDaemon.start(name: "reload-broken", prefix: [])
         defer { daemon.kill() }
         try "listeners: [".write(to: daemon.configFile, atomically: true, encoding: .utf8)
-        Glibc.kill(daemon.pid, SIGHUP)
+        daemon.signal(SIGHUP)
 
         #expect(daemon.waitForLog("event=\"reload failed, keeping the running configuration\""))
         let socket = try #require(RequestSocket(port: daemon.port))
@@ -124,7 +124,7 @@ struct ServerLoopEndToEnd {
         #expect(stalled.exchange(policyRequest) == tempfailReply)
         // Half a request: the daemon waits for the rest until io_timeout (30 s), longer than the drain.
         #expect(stalled.write("request=smtpd_access_policy\n"))
-        kill(daemon.pid, SIGTERM)
+        daemon.signal(SIGTERM)
 
         #expect(daemon.waitForExit(timeout: 15) == 0)
         #expect(daemon.log().contains("event=\"drain timeout passed, closing remaining connections\" count=1"))
@@ -137,9 +137,9 @@ struct ServerLoopEndToEnd {
         // A whole request first, so the daemon has accepted the connection before the signal.
         #expect(stalled.exchange(policyRequest) == tempfailReply)
         #expect(stalled.write("request=smtpd_access_policy\n"))
-        kill(daemon.pid, SIGTERM)
+        daemon.signal(SIGTERM)
         #expect(daemon.waitForLog("event=\"draining connections\""))
-        kill(daemon.pid, SIGTERM)
+        daemon.signal(SIGTERM)
 
         #expect(daemon.waitForExit(timeout: 15) == 0)
         #expect(daemon.log().contains("event=\"drain interrupted, closing remaining connections\" count=1"))
@@ -187,19 +187,11 @@ struct PrivilegeDropEndToEnd {
 }
 
 /// `mailcloak serve` with one TCP policy listener, an unreachable database and identity provider.
-private struct LoopDaemon {
-    let pid: pid_t
-    let port: UInt16
-    let logFile: URL
-    let configFile: URL
-
+private enum LoopDaemon {
     /// Starts the daemon and waits for its start line.
-    static func start(name: String, prefix: [String], serverKeys: [String] = []) throws -> LoopDaemon {
+    static func start(name: String, prefix: [String], serverKeys: [String] = []) throws -> TestDaemon {
         let daemon = try launch(name: name, prefix: prefix, serverKeys: serverKeys)
-        guard daemon.waitForLog("event=\"mailcloak started\"", timeout: 20) else {
-            daemon.kill()
-            throw StackSetupError.notReady(service: "mailcloak", seconds: 20, log: daemon.log())
-        }
+        try daemon.waitForStartLine()
         return daemon
     }
 
@@ -207,83 +199,15 @@ private struct LoopDaemon {
     /// section, and `allow_root: true` unless `allowRoot` is false (tests run as root in CI).
     static func launch(
         name: String, prefix: [String], serverKeys: [String], allowRoot: Bool = true
-    ) throws -> LoopDaemon {
+    ) throws -> TestDaemon {
         let serverKeys = allowRoot ? serverKeys + ["allow_root: true"] : serverKeys
-        let runner = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let binary = URL(fileURLWithPath: runner).deletingLastPathComponent().appendingPathComponent("mailcloak").path
-        let directory = try TestEnvironment.makeScratchDirectory(prefix: "mailcloak-loop-\(name)")
         let port = try TestEnvironment.freePorts(count: 1)
-        let configFile = directory.appendingPathComponent("mailcloak.yaml")
-        let logFile = directory.appendingPathComponent("mailcloak.log")
-        // Port 1 on loopback refuses connections at once, so the database and provider stay unreachable.
-        let configuration = """
-            listeners:
-              - name: loop
-                address: "tcp:127.0.0.1:\(port)"
-                services: [policy]
-            server:
-              reactor_threads: 2
-              worker_threads: 2
-            \(serverKeys.map { "  " + $0 + "\n" }.joined())database:
-              url: "postgresql://mailcloak@127.0.0.1:1/mailcloak"
-              connect_timeout: 1s
-            identity:
-              provider: keycloak
-              keycloak:
-                base_url: "http://127.0.0.1:1"
-                realm: test
-                client_id: mailcloak
-                client_secret: unused
-            metrics:
-              enabled: false
-            log:
-              level: info
-
-            """
-        try configuration.write(to: configFile, atomically: true, encoding: .utf8)
-        let arguments = prefix.dropFirst() + [binary, "serve", "--config", configFile.path]
-        let executable = prefix.first ?? binary
-        let pid = try TestEnvironment.launch(
-            executable, Array(prefix.isEmpty ? ["serve", "--config", configFile.path] : arguments),
-            outputPath: directory.appendingPathComponent("mailcloak.out").path, errorPath: logFile.path)
-        return LoopDaemon(pid: pid, port: port, logFile: logFile, configFile: configFile)
+        let configuration = TestDaemon.unreachableBackendsConfiguration(
+            listenerName: "loop", port: port, threads: 2, serverKeys: serverKeys, metricsKeys: ["enabled: false"],
+            logKeys: ["level: info"])
+        return try TestDaemon.launch(
+            name: "loop-\(name)", port: port, metricsPort: nil, configuration: configuration, prefix: prefix)
     }
-
-    func log() -> String { TestEnvironment.readText(logFile) }
-
-    /// The `Uid:` or `Gid:` line of the daemon's /proc status: real, effective, saved and filesystem ids.
-    func ids(_ field: String) -> String {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
-        return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == "\t" || $0 == " " }).joined(separator: " ")
-    }
-
-    /// Waits until one log line contains every fragment.
-    func waitForLog(_ fragments: String..., timeout: Double = 10) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        repeat {
-            let found = log().split(separator: "\n").contains { line in fragments.allSatisfy { line.contains($0) } }
-            if found { return true }
-            usleep(20_000)
-        } while Date() < deadline
-        return false
-    }
-
-    /// Sends SIGTERM and returns the exit status, or nil when the daemon had to be killed.
-    func stop() -> Int32? { TestEnvironment.terminate(pid) }
-
-    /// Returns the exit status once the daemon has exited, or nil after `timeout` seconds.
-    func waitForExit(timeout: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        repeat {
-            if let status = TestEnvironment.exitStatus(of: pid) { return status }
-            usleep(20_000)
-        } while Date() < deadline
-        return nil
-    }
-
-    /// Stops the daemon if it still runs, as cleanup after a failed check.
-    func kill() { TestEnvironment.terminate(pid, timeout: 5) }
 }
 
 /// A blocking loopback TCP client with a 5 s receive timeout.
