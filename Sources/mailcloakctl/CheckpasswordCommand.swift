@@ -36,7 +36,7 @@ enum CheckpasswordCommand {
     static let databaseTimeout = 5.0
     static let inputDescriptor: Int32 = 3
 
-    /// Whether `arguments` (without the program name) run this command.
+    /// Returns whether `arguments` (without the program name) run this command.
     static func isInvoked(_ arguments: [String]) -> Bool {
         guard let parsed = try? Arguments(arguments) else { return false }
         return parsed.words.first == "checkpassword" && !parsed.flags.contains("--help")
@@ -96,7 +96,8 @@ enum CheckpasswordCommand {
         }
     }
 
-    /// Returns the database URL. A missing setting is a usage error; an unreadable configuration is temporary.
+    /// Returns the database URL. A missing setting is a protocol error (exit 2), and an unreadable
+    /// configuration is a temporary failure (exit 111), because an operator must fix it.
     private static func resolveURL(_ arguments: [String]) throws(Failure) -> String {
         do throws(CLIError) {
             return try resolveDatabaseURL(try Arguments(arguments))
@@ -133,7 +134,9 @@ enum CheckpasswordCommand {
     }
 
     /// Checks `password` against a stored argon2 PHC string. A `{ARGON2ID}` or `{ARGON2I}`
-    /// scheme prefix, which first-generation hashes carry, is removed; other schemes fail.
+    /// scheme prefix, which first-generation hashes carry, is removed. Other schemes fail.
+    /// NOTE: The cost parameters come from the stored string unchecked, so a hash written with
+    /// a large m= makes each login allocate that much memory.
     static func verify(_ password: [UInt8], againstHash storedHash: String, appID: String) throws(Failure) {
         let encoded = try stripScheme(storedHash, appID: appID)
         let type: Argon2_type
@@ -192,7 +195,7 @@ enum CheckpasswordCommand {
         execv(replyProgram[0], argv)
         let reason = String(cString: strerror(errno))
         for pointer in argv { free(pointer) }
-        throw Failure(status: .temporaryFailure, message: "cannot execute \(replyProgram[0]): \(reason)")
+        throw Failure(status: .temporaryFailure, message: "executing \(replyProgram[0]) failed: \(reason)")
     }
 
     /// Overwrites the bytes of a secret before they are released.
@@ -237,7 +240,7 @@ struct CheckpasswordInput {
             let remaining = deadline - monotonicSeconds()
             guard remaining > 0 else {
                 CheckpasswordCommand.erase(&data)
-                throw protocolError("input on descriptor \(descriptor) did not end within \(Int(timeout)) s")
+                throw protocolError("reading descriptor \(descriptor) timed out after \(Int(timeout)) s")
             }
             var pollEntry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pollEntry, 1, Int32(min(remaining * 1000 + 1, 60_000)))
@@ -250,7 +253,7 @@ struct CheckpasswordInput {
             if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
             if count < 0 {
                 CheckpasswordCommand.erase(&data)
-                throw protocolError("cannot read descriptor \(descriptor): \(String(cString: strerror(errno)))")
+                throw protocolError("reading descriptor \(descriptor) failed: \(String(cString: strerror(errno)))")
             }
             if count == 0 { return data }
             data += buffer[0..<count]

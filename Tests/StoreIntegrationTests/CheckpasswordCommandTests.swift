@@ -8,7 +8,7 @@ import Testing
 @Suite struct CheckpasswordCommandTests {
     static let secret = "correct horse battery"
 
-    /// A database with the enabled app `mailer` and the disabled app `paused`.
+    /// Creates a database with the enabled app `mailer` and the disabled app `paused`.
     static func databaseWithApps() throws -> TestDatabase {
         let database = try TestDatabase()
         _ = try DovecotTests.addApp(database, "mailer", secret: secret)
@@ -127,6 +127,19 @@ import Testing
         #expect(try reply.record() == nil)
     }
 
+    @Test func unendedInputTimesOut() throws {
+        let database = try Self.databaseWithApps()
+        let reply = try ReplyProgram()
+
+        let result = try runCheckpassword(
+            database.url, input: Array("mailer\0\(Self.secret)\0".utf8), replyArguments: [reply.path],
+            holdingWriter: true)
+
+        #expect(result == ProcessResult(status: 2, stdout: "", stderr:
+            "mailcloakctl checkpassword: reading descriptor 3 timed out after 5 s\n"))
+        #expect(try reply.record() == nil)
+    }
+
     @Test func missingReplyProgramExitsTwo() throws {
         let database = try Self.databaseWithApps()
 
@@ -163,8 +176,8 @@ import Testing
     }
 }
 
-/// A shell script that stands in for Dovecot's checkpassword-reply: it writes
-/// USER, HOME and its arguments to a file, so a test sees what it received.
+/// A shell script in place of Dovecot's checkpassword-reply. It writes USER,
+/// HOME and its arguments to a file, so a test can check what it received.
 final class ReplyProgram {
     let folder: TemporaryFolder
     let path: String
@@ -191,17 +204,19 @@ final class ReplyProgram {
 }
 
 /// Runs `mailcloakctl --database-url URL checkpassword REPLY...` with `input` on descriptor 3
-/// (a pipe; nil leaves descriptor 3 closed) and waits for it.
+/// and waits for it. Descriptor 3 is a pipe, or closed when `input` is nil. With `holdingWriter`
+/// the pipe's write end stays open until mailcloakctl exits, so it never sees the end of input.
 func runCheckpassword(
-    _ databaseURL: String, input: [UInt8]?, replyArguments: [String], environment: [String: String] = [:]
+    _ databaseURL: String, input: [UInt8]?, replyArguments: [String], environment: [String: String] = [:],
+    holdingWriter: Bool = false
 ) throws -> ProcessResult {
     let folder = try TemporaryFolder()
     let outputPath = folder.path + "/stdout"
     let errorPath = folder.path + "/stderr"
 
     // Close-on-exec, so that a child that a parallel test spawns later does not keep the write
-    // end open; dup2 onto descriptor 3 clears the flag for mailcloakctl alone. (Swift's Glibc
-    // module lacks pipe2, so a spawn in the instant between pipe and fcntl can still inherit it.)
+    // end open. dup2 onto descriptor 3 clears the flag for mailcloakctl alone. Swift's Glibc
+    // module lacks pipe2, so a spawn between pipe and fcntl can still inherit the write end.
     var pipeEnds: [Int32] = [-1, -1]
     guard pipe(&pipeEnds) == 0 else { throw TestSetupError(description: "pipe failed: errno \(errno)") }
     for descriptor in pipeEnds { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
@@ -211,7 +226,8 @@ func runCheckpassword(
         let written = input.withUnsafeBytes { write(pipeEnds[1], $0.baseAddress, $0.count) }
         guard written == input.count else { throw TestSetupError(description: "pipe write failed: errno \(errno)") }
     }
-    close(pipeEnds[1])
+    if !holdingWriter { close(pipeEnds[1]) }
+    defer { if holdingWriter { close(pipeEnds[1]) } }
 
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
