@@ -518,6 +518,17 @@ for setup in $setups; do
     median_rate[$setup]=$(printf '%s\n' $rates | median)
     printf '%-10s %10s   rounds:%s\n' "$setup" "${median_rate[$setup]}" "$rates"
 done
+echo "== CPU µs a message, median of $rounds rounds"
+for setup in $setups; do
+    line=""
+    for component in Postfix stunnel HAProxy mailcloak PostgreSQL Keycloak; do
+        value=$(for ((round = 1; round <= rounds; round++)); do
+            grep -o -E "$component [0-9]+" "$demo_dir/$setup-$round.cpu" | cut -d' ' -f2
+        done | median)
+        line+=" $component $value"
+    done
+    printf '%-10s%s\n' "$setup" "$line"
+done
 if [[ -n ${median_rate[mailcloak]:-} && -n ${median_rate[static]:-} ]]; then
     echo "cost of mailcloak against static: $(cost "${median_rate[mailcloak]}" "${median_rate[static]}") (target: under 10%)"
 fi
