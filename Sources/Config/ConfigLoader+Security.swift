@@ -102,7 +102,9 @@ extension ConfigLoader {
                 let texts = try stringList(node, path: section.path("identities"), expected: "a sequence of identities")
                 for (position, text) in texts.enumerated() {
                     guard let identity = aclIdentity(text) else {
-                        throw invalid(node, section.path("identities") + "[\(position)]",
+                        var itemNode = node
+                        if case .sequence(let items) = node.content { itemNode = items[position] }
+                        throw invalid(itemNode, section.path("identities") + "[\(position)]",
                                       expected: "cn:NAME, dns:NAME, uri:URI or sha256:HEX (64 hex digits, colons allowed)")
                     }
                     rule.identities.append(identity)

@@ -71,7 +71,7 @@ final class ProtocolSession: ConnectionHandler {
             guard selectFraming(connection) else { return nil }
         }
         var decoded: PendingRequest?
-        var failure: String?
+        var failure: (reason: String, kind: String)?
         connection.withInput { buffer in
             switch framing {
             case .undetermined:
@@ -83,7 +83,7 @@ final class ProtocolSession: ConnectionHandler {
                     decoded = .policy(request)
                     return consumed
                 } catch {
-                    failure = String(describing: error)
+                    failure = (String(describing: error), Self.errorKind(error))
                     return 0
                 }
             case .socketmap(var decoder):
@@ -94,17 +94,17 @@ final class ProtocolSession: ConnectionHandler {
                     if let request = SocketmapRequest(payload: payload) {
                         decoded = .socketmap(request)
                     } else {
-                        failure = "socketmap request without a space between map name and key"
+                        failure = ("socketmap request without a space between map name and key", "missing space")
                     }
                     return consumed
                 } catch {
-                    failure = String(describing: error)
+                    failure = (String(describing: error), Self.errorKind(error))
                     return 0
                 }
             }
         }
         if let failure {
-            rejectInput(connection, reason: failure)
+            rejectInput(connection, reason: failure.reason, kind: failure.kind)
             return nil
         }
         if decoded == nil {
@@ -133,14 +133,21 @@ final class ProtocolSession: ConnectionHandler {
             framing = .socketmap(NetstringDecoder(maxLength: context.socketmapMaxRequestSize))
             return true
         }
-        rejectInput(connection, reason: "first byte \(first) starts no protocol this listener offers")
+        rejectInput(connection, reason: "first byte \(first) starts no protocol this listener offers", kind: "first byte")
         return false
     }
 
+    /// Returns the name of a decoding error's case without the values that vary per request,
+    /// such as `lineTooLong` for "line longer than 5000 bytes".
+    private static func errorKind(_ error: any Error) -> String {
+        Mirror(reflecting: error).children.first?.label ?? String(describing: error)
+    }
+
     /// Logs a malformed or oversized request and closes; Postfix reconnects and retries.
-    private func rejectInput(_ connection: Connection, reason: String) {
-        // Rate-limited per listener, because the reason text varies with the bytes received.
-        let limit = LogContext(.listener, connection.listener.name)
+    private func rejectInput(_ connection: Connection, reason: String, kind: String) {
+        // Rate-limited per listener and kind of fault, because the reason text varies with the
+        // bytes received: a flood of one fault gives one line, and each other fault its own.
+        let limit = LogContext(.listener, "\(connection.listener.name) \(kind)")
         context.logger.log(.warning, "malformed request, closing connection", limitedBy: limit, [
             (.connection, String(connection.id)), (.peer, connection.peer),
             (.listener, connection.listener.name), (.error, reason),
@@ -154,7 +161,9 @@ final class ProtocolSession: ConnectionHandler {
         switch request {
         case .policy(let policyRequest):
             guard policyRequest.request == "smtpd_access_policy" else {
-                rejectInput(connection, reason: "unsupported request type \(policyRequest.request ?? "(none)")")
+                rejectInput(
+                    connection, reason: "unsupported request type \(policyRequest.request ?? "(none)")",
+                    kind: "request type")
                 return
             }
             guard connection.grant.policy else {

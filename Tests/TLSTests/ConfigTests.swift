@@ -48,6 +48,16 @@ private let tlsListener = """
     #expect(throws: ConfigError.self) { try ConfigLoader.parse(yaml: yaml) }
 }
 
+@Test func unknownIdentityErrorNamesItem() {
+    let yaml = tlsListener.replacingOccurrences(of: "\"DNS:MX2.example\"", with: "\"common:mx2\"")
+    let expected = ConfigError(
+        .invalidValue(
+            found: "\"common:mx2\"",
+            expected: "cn:NAME, dns:NAME, uri:URI or sha256:HEX (64 hex digits, colons allowed)"),
+        keyPath: "listeners[0].acl[0].identities[1]", line: 14)
+    #expect(throws: expected) { try ConfigLoader.parse(yaml: yaml) }
+}
+
 @Test func unknownServiceGrantIsRefused() {
     let yaml = tlsListener.replacingOccurrences(of: "[policy, \"socketmap:alias\"]", with: "[socketmap]")
     #expect(throws: ConfigError.self) { try ConfigLoader.parse(yaml: yaml) }
