@@ -27,7 +27,7 @@ struct StateDatabaseReader {
         if present["domains"]!.isEmpty {
             data.domains = derivedDomains(data)
             notes.append("no domains table in \(reader.path): created \(data.domains.count) "
-                + "\(data.domains.count == 1 ? "domain" : "domains") from alias and sender addresses")
+                + "\(data.domains.count == 1 ? "domain" : "domains") from alias addresses")
         } else {
             data.domains = try readDomains(present["domains"]!)
         }
@@ -126,11 +126,12 @@ struct StateDatabaseReader {
         return merged.values
     }
 
-    /// Domains of every alias and sender, enabled, in sorted order.
+    /// Domains of every alias, enabled, in sorted order. Sender domains are left out: an app
+    /// may send as an address of a domain that is not local, and a local domain would make
+    /// this cluster claim that domain's mail.
     private func derivedDomains(_ data: ImportData) -> [ImportData.Domain] {
         var names = Set<String>()
         for alias in data.aliases { names.insert(String(alias.address.split(separator: "@").last!)) }
-        for sender in data.senders { names.insert(String(sender.address.split(separator: "@").last!)) }
         return names.sorted().map { ImportData.Domain(name: $0, enabled: true) }
     }
 

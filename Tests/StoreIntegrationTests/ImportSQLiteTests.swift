@@ -73,7 +73,7 @@ import Testing
         let result = try ctl(database, ["import-sqlite", path])
 
         #expect(result == ProcessResult(status: 0, stdout: """
-            no domains table in \(path): created 2 domains from alias and sender addresses
+            no domains table in \(path): created 2 domains from alias addresses
             domains: 2 added, 0 already present
             aliases: 3 added, 0 already present
             apps: 2 added, 0 already present
@@ -164,6 +164,21 @@ import Testing
         #expect(try database.rows("SELECT count(*) FROM aliases") == [["0"]])
     }
 
+    @Test func derivedDomainsSkipSenderDomains() throws {
+        let database = try TestDatabase()
+        let folder = try TemporaryFolder()
+        let path = try Self.makeStateDatabase(folder, Self.firstGenerationTables + Self.rows + """
+            INSERT INTO app_from VALUES ('Mailer', 'ourcompany@gmail.com', 1);
+            """)
+
+        let result = try ctl(database, ["import-sqlite", path])
+
+        #expect(result.status == 0)
+        #expect(try database.rows("SELECT name FROM domains ORDER BY name") == [["example.com"], ["shop.example"]])
+        #expect(try database.rows("SELECT address FROM app_senders WHERE address LIKE '%gmail.com'")
+            == [["ourcompany@gmail.com"]])
+    }
+
     @Test func dryRunWritesNothing() throws {
         let database = try TestDatabase()
         let folder = try TemporaryFolder()
@@ -172,7 +187,7 @@ import Testing
         let result = try ctl(database, ["import-sqlite", "--dry-run", path])
 
         #expect(result == ProcessResult(status: 0, stdout: """
-            no domains table in \(path): created 2 domains from alias and sender addresses
+            no domains table in \(path): created 2 domains from alias addresses
             domains: 2 added, 0 already present
             aliases: 3 added, 0 already present
             apps: 2 added, 0 already present
