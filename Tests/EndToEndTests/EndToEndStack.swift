@@ -192,7 +192,7 @@ struct EndToEndStack: Sendable {
             settings: settings, directory: directory, databaseURL: database.url, keycloakBaseURL: keycloak.baseURL)
         teardown.add("stop mailcloak") { try mailcloak.stop() }
 
-        let dovecot = try startDovecot(directory: directory, secretHash: secretHash, keycloak: keycloak)
+        let dovecot = try startDovecot(directory: directory, appID: appID, secretHash: secretHash, keycloak: keycloak)
         teardown.add("stop Dovecot") { try dovecot.stop() }
 
         let postfix = try PostfixInstance.start(
@@ -233,10 +233,17 @@ struct EndToEndStack: Sendable {
         return hash
     }
 
-    /// Starts Dovecot with PLAIN for the app (the hash mailcloakctl stored) and
-    /// XOAUTH2 checked at keycloak_dev's introspection endpoint.
-    private static func startDovecot(
-        directory: URL, secretHash: String, keycloak: KeycloakDevProcess
+    /// Starts Dovecot with PLAIN checked against the argon2id hash that
+    /// `mailcloakctl apps add` stored for `appID`, and XOAUTH2 checked at
+    /// keycloak_dev.py's introspection endpoint.
+    ///
+    /// NOTE: The app's hash is copied from the apps table into a passwd-file,
+    /// so the SQL passdb of deploy/dovecot is not exercised here. Dovecot
+    /// 2.3.19 (Debian 12) aborts its auth process at start ("Panic: file
+    /// http-client.c: line 646 (http_client_context_close)") when a pgsql
+    /// passdb and an oauth2 passdb are configured together.
+    static func startDovecot(
+        directory: URL, appID: String, secretHash: String, keycloak: KeycloakDevProcess
     ) throws -> DovecotInstance {
         let passwdFile = directory.appendingPathComponent("passwd")
         try "\(appID):{ARGON2ID}\(secretHash)\n".write(to: passwdFile, atomically: true, encoding: .utf8)

@@ -202,16 +202,7 @@ final class FleetDaemon: Sendable {
           url: "\(databaseURL)"
           connect_timeout: 2s
           max_reconnect_delay: 1s
-        identity:
-          provider: keycloak
-          keycloak:
-            base_url: "\(keycloakBaseURL)"
-            realm: \(KeycloakDevProcess.realm)
-            client_id: mailcloak
-            client_secret: demo-secret
-            request_timeout: 5s
-            connect_timeout: 2s
-          redis:
+        \(TestDaemon.keycloakIdentitySection(keycloakBaseURL: keycloakBaseURL))  redis:
             host: 127.0.0.1
             port: \(redisPort)
             connect_timeout: 200ms

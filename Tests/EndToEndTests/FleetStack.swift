@@ -130,7 +130,8 @@ struct FleetStack: Sendable {
             settings: settings, directory: directory, certificates: certificates, haproxyPort: haproxy.frontendPort,
             teardown: teardown)
 
-        let dovecot = try startDovecot(directory: directory, secretHash: secretHash, keycloak: keycloak)
+        let dovecot = try EndToEndStack.startDovecot(
+            directory: directory, appID: appID, secretHash: secretHash, keycloak: keycloak)
         teardown.add("stop Dovecot") { try dovecot.stop() }
 
         let postfix = try PostfixInstance.start(
@@ -237,29 +238,6 @@ struct FleetStack: Sendable {
                 service: "stunnel", seconds: 10, log: TestEnvironment.readText(directory.appendingPathComponent("stunnel.log")))
         }
         return port
-    }
-
-    /// Starts Dovecot with PLAIN checked against the argon2id hash that
-    /// `mailcloakctl apps add` stored, and XOAUTH2 checked at keycloak_dev.py's
-    /// introspection endpoint.
-    ///
-    /// NOTE: The app's hash is copied from the apps table into a passwd-file,
-    /// so the SQL passdb of deploy/dovecot is not exercised here. Dovecot
-    /// 2.3.19 (Debian 12) aborts its auth process at start ("Panic: file
-    /// http-client.c: line 646 (http_client_context_close)") when a pgsql
-    /// passdb and an oauth2 passdb are configured together.
-    private static func startDovecot(
-        directory: URL, secretHash: String, keycloak: KeycloakDevProcess
-    ) throws -> DovecotInstance {
-        let passwdFile = directory.appendingPathComponent("passwd")
-        try "\(appID):{ARGON2ID}\(secretHash)\n".write(to: passwdFile, atomically: true, encoding: .utf8)
-        chmod(passwdFile.path, 0o644)
-        return try DovecotInstance.start(
-            directory: directory.appendingPathComponent("dovecot"),
-            authPort: try TestEnvironment.freePorts(count: 1),
-            passwdFile: passwdFile,
-            introspectionURL: keycloak.introspectionURL
-        )
     }
 }
 

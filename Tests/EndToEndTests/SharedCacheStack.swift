@@ -220,16 +220,7 @@ struct SharedCacheStack: Sendable {
           allow_root: true
         database:
           url: "\(databaseURL)"
-        identity:
-          provider: keycloak
-          keycloak:
-            base_url: "\(keycloakBaseURL)"
-            realm: \(KeycloakDevProcess.realm)
-            client_id: mailcloak
-            client_secret: demo-secret
-            request_timeout: 5s
-            connect_timeout: 2s
-          redis:
+        \(TestDaemon.keycloakIdentitySection(keycloakBaseURL: keycloakBaseURL))  redis:
             host: 127.0.0.1
             port: \(redisPort)
         log:

@@ -168,16 +168,7 @@ struct TLSStack: Sendable {
           allow_root: true
         database:
           url: "\(databaseURL)"
-        identity:
-          provider: keycloak
-          keycloak:
-            base_url: "\(keycloakBaseURL)"
-            realm: \(KeycloakDevProcess.realm)
-            client_id: mailcloak
-            client_secret: demo-secret
-            request_timeout: 5s
-            connect_timeout: 2s
-        log:
+        \(TestDaemon.keycloakIdentitySection(keycloakBaseURL: keycloakBaseURL))log:
           level: debug
           format: keyvalue
 
