@@ -122,7 +122,7 @@ struct TestDaemon {
     /// Everything the daemon logged so far.
     func log() -> String { TestEnvironment.readText(logFile) }
 
-    /// Waits until one log line contains every fragment; false when `timeout` seconds pass without it.
+    /// Waits until one log line contains every fragment. Returns false when `timeout` seconds pass without it.
     func waitForLog(_ fragments: String..., timeout: Double = 10) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
@@ -133,11 +133,11 @@ struct TestDaemon {
         return false
     }
 
-    /// Scrapes /metrics until a line equals `line`; false when 10 s pass without it.
+    /// Scrapes /metrics until a line equals `line`. Returns false when 10 s pass without it.
     /// The daemon must have been launched with a `metricsPort`.
     func waitForMetric(_ line: String) throws -> Bool {
         guard let metricsPort else {
-            throw StackSetupError.unexpectedOutput(command: "GET /metrics", output: "the daemon has no metrics port")
+            throw StackSetupError.unexpectedOutput(command: "GET /metrics", output: "metrics port missing: launch the daemon with a metricsPort")
         }
         let deadline = Date().addingTimeInterval(10)
         repeat {
