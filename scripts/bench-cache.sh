@@ -10,9 +10,7 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-[ -x /opt/swift/usr/bin/swift ] && PATH="/opt/swift/usr/bin:$PATH"
-export PATH
-. scripts/lib/demo-env.sh
+. scripts/lib/bench-env.sh
 
 connections=${BENCH_CONNECTIONS:-64}
 seconds=${BENCH_SECONDS:-10}
@@ -23,42 +21,23 @@ pg_port=${BENCH_PG_PORT:-15436}
 keycloak_port=${BENCH_KEYCLOAK_PORT:-18083}
 redis_port=${BENCH_REDIS_PORT:-16380}
 mailcloak_port=${BENCH_MAILCLOAK_PORT:-17030}
-demo_dir=$(mktemp -d /tmp/mailcloak-bench-cache.XXXXXX)
-chmod 0755 "$demo_dir"
+bench_make_dir mailcloak-bench-cache
 
-scripts/install-deps.sh
-for product in mailcloak mailcloakctl mailcloak-bench; do
-    swift build -c release --scratch-path "$scratch" --product "$product" >/dev/null
-done
-bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
+bench_build_release "$scratch" mailcloak mailcloakctl mailcloak-bench
 
 server_pid=""
 redis_pid=""
 cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null || true
-    demo_stop_keycloak
-    demo_stop_postgres
-    rm -rf "$demo_dir"
+    bench_cleanup "$server_pid" "$redis_pid"
 }
 trap cleanup EXIT INT TERM
 
-demo_start_postgres "$pg_port"
-demo_start_keycloak "$keycloak_port"
-demo_seed "$bin/mailcloakctl" >/dev/null
+bench_start_directory "$pg_port" "$keycloak_port"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$demo_dir" \
     --logfile "$demo_dir/redis.log" &
 redis_pid=$!
 
-wait_port() {
-    tries=0
-    until python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
-        tries=$((tries + 1))
-        [ "$tries" -le 100 ] || { echo "nothing listens on port $1" >&2; exit 1; }
-        sleep 0.1
-    done
-}
-wait_port "$redis_port"
+bench_wait_port "$redis_port"
 
 # Writes the daemon configuration with the given L1 size: $1 max_entries.
 write_config() {
@@ -82,7 +61,7 @@ run() {
     write_config "$2"
     "$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
     server_pid=$!
-    wait_port "$mailcloak_port"
+    bench_wait_port "$mailcloak_port"
     before=$(user_queries)
     echo "== mailcloak, $threads reactor thread(s), $1, policy"
     "$bin/mailcloak-bench" --target "tcp:127.0.0.1:$mailcloak_port" --protocol policy \
@@ -94,7 +73,7 @@ run() {
     server_pid=""
 }
 
-echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+bench_print_machine
 echo "load: $connections persistent connections, $seconds s after 1 s warmup, $client_threads client thread(s)"
 run "L1 and Redis warm" 100000
 run "L1 of 1 entry, Redis warm" 1

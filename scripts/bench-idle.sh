@@ -21,9 +21,7 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-[ -x /opt/swift/usr/bin/swift ] && PATH="/opt/swift/usr/bin:$PATH"
-export PATH
-. scripts/lib/demo-env.sh
+. scripts/lib/bench-env.sh
 
 count=${BENCH_IDLE_CONNECTIONS:-2000}
 hold_seconds=${BENCH_IDLE_SECONDS:-20}
@@ -42,53 +40,20 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((count + 256)) ]; t
     }
 fi
 
-scratch=""
-[ -n "${BENCH_SCRATCH_PATH:-}" ] && scratch="--scratch-path $BENCH_SCRATCH_PATH"
-scripts/install-deps.sh
-for product in mailcloak mailcloakctl mailcloak-bench; do
-    # shellcheck disable=SC2086
-    if ! output=$(swift build -c release $scratch --product "$product" 2>&1); then
-        printf '%s\n' "$output" | grep -E 'error' | head -20 >&2
-        echo "bench-idle.sh: building $product failed" >&2
-        exit 1
-    fi
-done
-# shellcheck disable=SC2086
-bin=$(swift build -c release $scratch --show-bin-path)
+bench_build_release "${BENCH_SCRATCH_PATH:-}" mailcloak mailcloakctl mailcloak-bench
 
-demo_dir=$(mktemp -d /tmp/mailcloak-bench-idle.XXXXXX)
-chmod 0755 "$demo_dir"
+bench_make_dir mailcloak-bench-idle
 certs="$demo_dir/certs"
 
 server_pid=""
 bench_pid=""
 cleanup() {
-    [ -n "$bench_pid" ] && kill "$bench_pid" 2>/dev/null || true
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    demo_stop_keycloak
-    demo_stop_postgres
-    rm -rf "$demo_dir"
+    bench_cleanup "$bench_pid" "$server_pid"
 }
 trap cleanup EXIT INT TERM
 
 certs-example/make-certs.sh "$certs" mailcloak.example.internal mx1 >/dev/null
-demo_start_postgres "$pg_port"
-demo_start_keycloak "$keycloak_port"
-demo_seed "$bin/mailcloakctl" >/dev/null
-
-wait_port() {
-    tries=0
-    until python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
-        tries=$((tries + 1))
-        [ "$tries" -le 100 ] || { echo "nothing listens on port $1" >&2; exit 1; }
-        sleep 0.1
-    done
-}
-
-# Prints the VmRSS of process $1 in KiB.
-rss_kib() {
-    awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
-}
+bench_start_directory "$pg_port" "$keycloak_port"
 
 # Runs mailcloak-bench against the daemon with the options of transport $1, then more options.
 load() {
@@ -103,7 +68,7 @@ load() {
     "$bin/mailcloak-bench" "$@"
 }
 
-echo "machine: $(nproc) cores, $(uname -r), $(openssl version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
+bench_print_machine openssl
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for transport in $transports; do
     if [ "$transport" = tls ]; then
@@ -118,12 +83,12 @@ for transport in $transports; do
     printf 'metrics:\n  enabled: false\n' >>"$demo_dir/mailcloak.yaml"
     "$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
     server_pid=$!
-    wait_port "$mailcloak_port"
+    bench_wait_port "$mailcloak_port"
 
     echo "== $transport: warm-up, 64 connections for 2 s"
     load "$transport" --connections 64 --duration 2 | grep -E '^(throughput|errors|mismatches)'
     sleep 1
-    before=$(rss_kib "$server_pid")
+    before=$(bench_rss_kib "$server_pid")
 
     echo "== $transport: holding $count idle connections for $hold_seconds s"
     load "$transport" --hold "$count" --hold-seconds "$hold_seconds" --timeout 30 >"$demo_dir/hold.out" 2>&1 &
@@ -140,14 +105,14 @@ for transport in $transports; do
     done
     # Let the server finish the handshakes' last writes before reading its memory.
     sleep 2
-    held=$(rss_kib "$server_pid")
+    held=$(bench_rss_kib "$server_pid")
     open_connections=$(ls "/proc/$server_pid/fd" | wc -l)
     status=0
     wait "$bench_pid" || status=$?
     bench_pid=""
     cat "$demo_dir/hold.out"
     sleep 1
-    after=$(rss_kib "$server_pid")
+    after=$(bench_rss_kib "$server_pid")
     [ "$status" -eq 0 ] || echo "bench-idle.sh: mailcloak-bench exited with status $status" >&2
 
     echo "VmRSS KiB: before $before  held $held  after close $after  (server descriptors while held: $open_connections)"

@@ -26,9 +26,7 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-[ -x /opt/swift/usr/bin/swift ] && PATH="/opt/swift/usr/bin:$PATH"
-export PATH
-. scripts/lib/demo-env.sh
+. scripts/lib/bench-env.sh
 
 soak_seconds=${BENCH_SOAK_SECONDS:-600}
 peak_seconds=${BENCH_PEAK_SECONDS:-5}
@@ -40,22 +38,9 @@ keycloak_port=18085
 mailcloak_port=17034
 metrics_port=17035
 
-scratch=""
-[ -n "${BENCH_SCRATCH_PATH:-}" ] && scratch="--scratch-path $BENCH_SCRATCH_PATH"
-scripts/install-deps.sh
-for product in mailcloak mailcloakctl mailcloak-bench; do
-    # shellcheck disable=SC2086
-    if ! output=$(swift build -c release $scratch --product "$product" 2>&1); then
-        printf '%s\n' "$output" | grep -E 'error' | head -20 >&2
-        echo "bench-soak.sh: building $product failed" >&2
-        exit 1
-    fi
-done
-# shellcheck disable=SC2086
-bin=$(swift build -c release $scratch --show-bin-path)
+bench_build_release "${BENCH_SCRATCH_PATH:-}" mailcloak mailcloakctl mailcloak-bench
 
-demo_dir=$(mktemp -d /tmp/mailcloak-bench-soak.XXXXXX)
-chmod 0755 "$demo_dir"
+bench_make_dir mailcloak-bench-soak
 certs="$demo_dir/certs"
 samples=${BENCH_SOAK_SAMPLES:-$demo_dir/samples.txt}
 : >"$samples"
@@ -63,30 +48,19 @@ samples=${BENCH_SOAK_SAMPLES:-$demo_dir/samples.txt}
 server_pid=""
 bench_pid=""
 cleanup() {
-    [ -n "$bench_pid" ] && kill "$bench_pid" 2>/dev/null || true
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    demo_stop_keycloak
-    demo_stop_postgres
-    rm -rf "$demo_dir"
+    bench_cleanup "$bench_pid" "$server_pid"
 }
 trap cleanup EXIT INT TERM
 
 certs-example/make-certs.sh "$certs" mailcloak.example.internal mx1 >/dev/null
-demo_start_postgres "$pg_port"
-demo_start_keycloak "$keycloak_port"
-demo_seed "$bin/mailcloakctl" >/dev/null
+bench_start_directory "$pg_port" "$keycloak_port"
 
 demo_write_config "$mailcloak_port" "$server_threads" "$demo_dir/mailcloak.yaml" "$certs"
 sed -i 's/level: info/level: warning/' "$demo_dir/mailcloak.yaml"
 printf 'metrics:\n  listen: "127.0.0.1:%s"\n' "$metrics_port" >>"$demo_dir/mailcloak.yaml"
 "$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
 server_pid=$!
-tries=0
-until python3 -c "import socket; socket.create_connection(('127.0.0.1', $mailcloak_port), 1)" 2>/dev/null; do
-    tries=$((tries + 1))
-    [ "$tries" -le 100 ] || { echo "bench-soak.sh: nothing listens on port $mailcloak_port" >&2; exit 1; }
-    sleep 0.1
-done
+bench_wait_port "$mailcloak_port"
 
 # Runs mailcloak-bench over mutual TLS with the given options.
 load() {
@@ -94,10 +68,6 @@ load() {
         --requests-file bench/policy-rcpt.txt --expect-file bench/policy-rcpt.mailcloak-expect.txt \
         --connections "$connections" --tls --cert "$certs/client-mx1.crt" --key "$certs/client-mx1.key" \
         --ca "$certs/ca.crt" --server-name mailcloak.example.internal "$@"
-}
-
-rss_kib() {
-    awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"
 }
 
 # Prints the cumulative buckets of the server's policy latency histogram, one "le count" pair a line.
@@ -109,7 +79,7 @@ policy_buckets() {
         }'
 }
 
-echo "machine: $(nproc) cores, $(uname -r), $(openssl version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
+bench_print_machine openssl
 echo "== peak: $connections connections, closed loop, $peak_seconds s after 1 s warm-up"
 load --duration "$peak_seconds" --warmup 1 >"$demo_dir/peak.out"
 cat "$demo_dir/peak.out"
@@ -126,7 +96,7 @@ sleep 1
 while kill -0 "$bench_pid" 2>/dev/null; do
     sleep "$sample_seconds"
     kill -0 "$bench_pid" 2>/dev/null || break
-    echo "$(($(date +%s) - started)) $(rss_kib)" >>"$samples"
+    echo "$(($(date +%s) - started)) $(bench_rss_kib "$server_pid")" >>"$samples"
 done
 status=0
 wait "$bench_pid" || status=$?

@@ -21,9 +21,7 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-[ -x /opt/swift/usr/bin/swift ] && PATH="/opt/swift/usr/bin:$PATH"
-export PATH
-. scripts/lib/demo-env.sh
+. scripts/lib/bench-env.sh
 
 connections=${BENCH_CONNECTIONS:-64}
 seconds=${BENCH_SECONDS:-10}
@@ -37,38 +35,20 @@ keycloak_port=18083
 mailcloak_port=17032
 baseline_port=17031
 
-scratch=""
-[ -n "${BENCH_SCRATCH_PATH:-}" ] && scratch="--scratch-path $BENCH_SCRATCH_PATH"
-scripts/install-deps.sh
-for product in mailcloak mailcloakctl mailcloak-bench baseline-responder; do
-    # shellcheck disable=SC2086
-    if ! output=$(swift build -c release $scratch --product "$product" 2>&1); then
-        printf '%s\n' "$output" | grep -E 'error' | head -20 >&2
-        echo "bench-tls.sh: building $product failed" >&2
-        exit 1
-    fi
-done
-# shellcheck disable=SC2086
-bin=$(swift build -c release $scratch --show-bin-path)
+bench_build_release "${BENCH_SCRATCH_PATH:-}" mailcloak mailcloakctl mailcloak-bench baseline-responder
 
-demo_dir=$(mktemp -d /tmp/mailcloak-bench-tls.XXXXXX)
-chmod 0755 "$demo_dir"
+bench_make_dir mailcloak-bench-tls
 certs="$demo_dir/certs"
 
 server_pid=""
 cleanup() {
-    # shellcheck disable=SC2086
-    [ -n "$server_pid" ] && kill $server_pid 2>/dev/null || true
-    demo_stop_keycloak
-    demo_stop_postgres
-    rm -rf "$demo_dir"
+    # shellcheck disable=SC2086 # $server_pid is a list of process ids
+    bench_cleanup $server_pid
 }
 trap cleanup EXIT INT TERM
 
 certs-example/make-certs.sh "$certs" mailcloak.example.internal mx1 >/dev/null
-demo_start_postgres "$pg_port"
-demo_start_keycloak "$keycloak_port"
-demo_seed "$bin/mailcloakctl" >/dev/null
+bench_start_directory "$pg_port" "$keycloak_port"
 
 # Writes a configuration with one mutual-TLS listener on 127.0.0.1:$1 and $2
 # reactor threads to $3. The access rule grants node mx1 policy and every map.
@@ -100,15 +80,6 @@ identity:
 log:
   level: warning
 YAML
-}
-
-wait_port() {
-    tries=0
-    until python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
-        tries=$((tries + 1))
-        [ "$tries" -le 100 ] || { echo "nothing listens on port $1" >&2; exit 1; }
-        sleep 0.1
-    done
 }
 
 # Runs the load generator over mutual TLS and keeps its output in
@@ -173,7 +144,7 @@ figure() {
     fi
 }
 
-echo "machine: $(nproc) cores, $(uname -r), $(openssl version | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
+bench_print_machine openssl
 echo "load: $seconds s after 1 s warmup, $client_threads client thread(s), mutual TLS as node mx1"
 # Prints the median of the numbers on standard input, one a line.
 median() {
@@ -190,12 +161,12 @@ for threads in $server_threads; do
         127.0.0.1 "$baseline_port" "$threads" 2>/dev/null &
     baseline_pid=$!
     server_pid=$baseline_pid
-    wait_port "$baseline_port"
+    bench_wait_port "$baseline_port"
     write_tls_config "$mailcloak_port" "$threads" "$demo_dir/mailcloak.yaml"
     "$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
     mailcloak_pid=$!
     server_pid="$baseline_pid $mailcloak_pid"
-    wait_port "$mailcloak_port"
+    bench_wait_port "$mailcloak_port"
     round=1
     while [ "$round" -le "$rounds" ]; do
         for run in persistent full resumed; do
