@@ -131,6 +131,28 @@ final class Teardown: Sendable {
         }
         return problems
     }
+
+    /// Runs `operation` with `stack` bound to `current`, then runs every step. Rethrows the
+    /// operation's error first, and otherwise throws `StackSetupError.teardownFailed` when a step failed.
+    func runScope<Stack: Sendable>(
+        of stack: Stack, boundTo current: TaskLocal<Stack?>, performing operation: @Sendable () async throws -> Void
+    ) async throws {
+        var failure: (any Error)?
+        do {
+            try await current.withValue(stack) {
+                try await operation()
+            }
+        } catch {
+            failure = error
+        }
+        let problems = run()
+        if let failure {
+            throw failure
+        }
+        if !problems.isEmpty {
+            throw StackSetupError.teardownFailed(problems)
+        }
+    }
 }
 
 /// The running services of one suite run, and what the tests need to reach them.
@@ -217,16 +239,26 @@ struct EndToEndStack: Sendable {
         try ctl.runChecked(["domains", "disable", "disabled.test"])
         try ctl.runChecked(["aliases", "add", "sales@example.com", "alice"])
         try ctl.runChecked(["aliases", "add", "support@example.com", "bob"])
+        return try addApp(
+            appID, secret: appSecret, sender: appSender, database: database, mailcloakctlPath: settings.mailcloakctlPath)
+    }
+
+    /// Adds app `id` with `secret` through `mailcloakctl apps add`, allows it to send as `sender`,
+    /// and returns the argon2id hash stored for it.
+    static func addApp(
+        _ id: String, secret: String, sender: String, database: TestDatabase, mailcloakctlPath: String
+    ) throws -> String {
+        let ctl = MailcloakCtl(path: mailcloakctlPath, databaseURL: database.url)
         // mailcloakctl reads the secret from standard input, which run() connects to /dev/null.
         try TestEnvironment.runChecked(
             "/bin/sh",
             [
                 "-c", "printf '%s\\n' \"$1\" | \"$2\" --database-url \"$3\" apps add \"$4\" --secret-stdin",
-                "sh", appSecret, settings.mailcloakctlPath, database.url, appID,
+                "sh", secret, mailcloakctlPath, database.url, id,
             ])
-        try ctl.runChecked(["apps", "allow", appID, appSender])
+        try ctl.runChecked(["apps", "allow", id, sender])
 
-        let hash = try database.query("SELECT secret_hash FROM apps WHERE id = '\(appID)'")
+        let hash = try database.query("SELECT secret_hash FROM apps WHERE id = '\(id)'")
         guard hash.hasPrefix("$argon2id$") else {
             throw StackSetupError.unexpectedOutput(command: "SELECT secret_hash FROM apps", output: hash)
         }
@@ -266,21 +298,7 @@ struct EndToEndStackTrait: SuiteTrait, TestScoping {
         performing function: @Sendable () async throws -> Void
     ) async throws {
         let stack = try EndToEndStack.start()
-        var failure: (any Error)?
-        do {
-            try await EndToEndStack.$current.withValue(stack) {
-                try await function()
-            }
-        } catch {
-            failure = error
-        }
-        let problems = stack.teardown.run()
-        if let failure {
-            throw failure
-        }
-        if !problems.isEmpty {
-            throw StackSetupError.teardownFailed(problems)
-        }
+        try await stack.teardown.runScope(of: stack, boundTo: EndToEndStack.$current, performing: function)
     }
 }
 

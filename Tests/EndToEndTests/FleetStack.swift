@@ -168,19 +168,8 @@ struct FleetStack: Sendable {
         try ctl.runChecked(["migrate"])
         try ctl.runChecked(["domains", "add", "example.com"])
         try ctl.runChecked(["aliases", "add", "sales@example.com", "alice"])
-        // mailcloakctl reads the secret from standard input, which run() connects to /dev/null.
-        try TestEnvironment.runChecked(
-            "/bin/sh",
-            [
-                "-c", "printf '%s\\n' \"$1\" | \"$2\" --database-url \"$3\" apps add \"$4\" --secret-stdin",
-                "sh", appSecret, settings.mailcloakctlPath, database.url, appID,
-            ])
-        try ctl.runChecked(["apps", "allow", appID, appSender])
-        let hash = try database.query("SELECT secret_hash FROM apps WHERE id = '\(appID)'")
-        guard hash.hasPrefix("$argon2id$") else {
-            throw StackSetupError.unexpectedOutput(command: "SELECT secret_hash FROM apps", output: hash)
-        }
-        return hash
+        return try EndToEndStack.addApp(
+            appID, secret: appSecret, sender: appSender, database: database, mailcloakctlPath: settings.mailcloakctlPath)
     }
 
     /// Writes each daemon's folder and configuration; ports are picked here and kept across restarts.
@@ -247,15 +236,7 @@ struct FleetStackTrait: SuiteTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         let stack = try FleetStack.start()
-        var failure: (any Error)?
-        do {
-            try await FleetStack.$current.withValue(stack) { try await function() }
-        } catch {
-            failure = error
-        }
-        let problems = stack.teardown.run()
-        if let failure { throw failure }
-        if !problems.isEmpty { throw StackSetupError.teardownFailed(problems) }
+        try await stack.teardown.runScope(of: stack, boundTo: FleetStack.$current, performing: function)
     }
 }
 

@@ -240,15 +240,7 @@ struct TLSStackTrait: SuiteTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         let stack = try TLSStack.start()
-        var failure: (any Error)?
-        do {
-            try await TLSStack.$current.withValue(stack) { try await function() }
-        } catch {
-            failure = error
-        }
-        let problems = stack.teardown.run()
-        if let failure { throw failure }
-        if !problems.isEmpty { throw StackSetupError.teardownFailed(problems) }
+        try await stack.teardown.runScope(of: stack, boundTo: TLSStack.$current, performing: function)
     }
 }
 
