@@ -30,12 +30,12 @@ struct ServerLoadEndToEnd {
             openFileLimit: Self.idleCount + 512)
         defer { daemon.kill() }
 
-        var idle: [LoadClient] = []
+        var idle: [LoopbackClient] = []
         for _ in 0..<Self.idleCount {
-            idle.append(try #require(LoadClient(port: daemon.port)))
+            idle.append(try #require(LoopbackClient(port: daemon.port)))
         }
         let opened = try daemon.waitForMetric("mailcloak_connections_open \(Self.idleCount)")
-        let fresh = try #require(LoadClient(port: daemon.port))
+        let fresh = try #require(LoopbackClient(port: daemon.port))
 
         #expect(opened)
         #expect(fresh.exchange(policyRequest) == tempfailReply)
@@ -51,8 +51,8 @@ struct ServerLoadEndToEnd {
         let daemon = try LoadDaemon.start(name: "no-read", serverKeys: [])
         defer { daemon.kill() }
         // A small receive buffer, so that the replies pile up in the daemon rather than in this process.
-        let flood = try #require(LoadClient(port: daemon.port, receiveBufferBytes: 4096))
-        let other = try #require(LoadClient(port: daemon.port))
+        let flood = try #require(LoopbackClient(port: daemon.port, receiveBufferBytes: 4096))
+        let other = try #require(LoopbackClient(port: daemon.port))
         let requests = String(repeating: policyRequest, count: 64)
 
         // About 300 KiB of requests make about 190 KiB of replies: below the daemon's 1 MiB
@@ -80,15 +80,15 @@ struct ServerLoadEndToEnd {
             name: "flood", serverKeys: ["max_connections: \(limit)", "max_connections_per_source: 1000"])
         defer { daemon.kill() }
 
-        var admitted: [LoadClient] = []
+        var admitted: [LoopbackClient] = []
         for _ in 0..<limit {
-            admitted.append(try #require(LoadClient(port: daemon.port)))
+            admitted.append(try #require(LoopbackClient(port: daemon.port)))
         }
         #expect(try daemon.waitForMetric("mailcloak_connections_open \(limit)"))
         // The kernel completes each connect; the daemon accepts the extra ones and closes them at once.
-        var rejected: [LoadClient] = []
+        var rejected: [LoopbackClient] = []
         for _ in 0..<extra {
-            rejected.append(try #require(LoadClient(port: daemon.port)))
+            rejected.append(try #require(LoopbackClient(port: daemon.port)))
         }
         let closedAtOnce = rejected.filter { $0.readUntilClose() }.count
 
@@ -102,7 +102,7 @@ struct ServerLoadEndToEnd {
         admitted.removeAll()
         rejected.removeAll()
         #expect(try daemon.waitForMetric("mailcloak_connections_open 0"))
-        let fresh = try #require(LoadClient(port: daemon.port))
+        let fresh = try #require(LoopbackClient(port: daemon.port))
         #expect(fresh.exchange(policyRequest) == tempfailReply)
         #expect(try daemon.waitForMetric("mailcloak_connections_rejected_total{reason=\"max_connections\"} \(extra)"))
         #expect(daemon.stop() == 0)
@@ -149,67 +149,5 @@ private enum LoadDaemon {
             name: "load-\(name)", port: port, metricsPort: port + 1, configuration: configuration, prefix: prefix)
         try daemon.waitForStartLine()
         return daemon
-    }
-}
-
-/// A blocking loopback TCP client with 5 s send and receive timeouts.
-private final class LoadClient {
-    let fd: Int32
-
-    /// Connects to 127.0.0.1:`port`; `receiveBufferBytes` sets SO_RCVBUF before the connect.
-    init?(port: UInt16, receiveBufferBytes: Int32? = nil) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        if var size = receiveBufferBytes {
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        }
-        var address = TestEnvironment.loopbackAddress(port: port)
-        let status = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard status == 0 else {
-            close(fd)
-            return nil
-        }
-    }
-
-    deinit { close(fd) }
-
-    /// Writes all of `text`; false when the connection failed or a write timed out.
-    func write(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent <= 0 { return false }
-            offset += sent
-        }
-        return true
-    }
-
-    /// Sends `request` and reads until a blank line ends the reply, the peer closes, or 5 s pass.
-    func exchange(_ request: String) -> String {
-        guard write(request) else { return "" }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        while !(bytes.count >= 2 && bytes.suffix(2) == [10, 10]) {
-            let received = recv(fd, &chunk, chunk.count, 0)
-            if received <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<received])
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// Reads until the peer closes. Returns true on an end of stream or a reset with no data before it.
-    /// Returns false on data or when 5 s pass.
-    func readUntilClose() -> Bool {
-        var byte: UInt8 = 0
-        let received = recv(fd, &byte, 1, 0)
-        return received == 0 || (received < 0 && errno == ECONNRESET)
     }
 }

@@ -22,13 +22,13 @@ struct ServerLoopEndToEnd {
     func acceptErrorsPauseAndRecover() throws {
         let daemon = try LoopDaemon.start(name: "fd-limit", prefix: [prlimitPath, "--nofile=64:64"])
         defer { daemon.kill() }
-        let keeper = try #require(RequestSocket(port: daemon.port))
+        let keeper = try #require(LoopbackClient(port: daemon.port))
         #expect(keeper.exchange(policyRequest) == tempfailReply)
 
         // More connections than the daemon has descriptors: the kernel queues them, accept fails.
-        var flood: [RequestSocket] = []
+        var flood: [LoopbackClient] = []
         for _ in 0..<120 {
-            if let socket = RequestSocket(port: daemon.port) { flood.append(socket) }
+            if let socket = LoopbackClient(port: daemon.port) { flood.append(socket) }
         }
         #expect(daemon.waitForLog("event=\"accept failed, pausing listener\"", "errno=24"))
         #expect(keeper.exchange(policyRequest) == tempfailReply)
@@ -38,7 +38,7 @@ struct ServerLoopEndToEnd {
 
         flood.removeAll()
         #expect(daemon.waitForLog("event=\"accepting again after accept errors\""))
-        let fresh = try #require(RequestSocket(port: daemon.port))
+        let fresh = try #require(LoopbackClient(port: daemon.port))
         #expect(fresh.exchange(policyRequest) == tempfailReply)
         #expect(daemon.stop() == 0)
     }
@@ -55,7 +55,7 @@ struct ServerLoopEndToEnd {
             let port = daemon.port
             Thread.detachNewThread {
                 defer { finished.add(1, ordering: .relaxed) }
-                guard let socket = RequestSocket(port: port) else { return }
+                guard let socket = LoopbackClient(port: port) else { return }
                 // Sends requests until the daemon closes the connection. A close seen before
                 // writing ends the client. A request written and then left without a reply is lost.
                 for _ in 0..<100_000 {
@@ -97,7 +97,7 @@ struct ServerLoopEndToEnd {
 
         #expect(daemon.waitForLog(
             "event=\"configuration reloaded\"", "changed=log", "restart_needed=server.worker_threads"))
-        let socket = try #require(RequestSocket(port: daemon.port))
+        let socket = try #require(LoopbackClient(port: daemon.port))
         #expect(socket.exchange(policyRequest) == tempfailReply)
         #expect(daemon.stop() == 0)
     }
@@ -109,7 +109,7 @@ struct ServerLoopEndToEnd {
         daemon.signal(SIGHUP)
 
         #expect(daemon.waitForLog("event=\"reload failed, keeping the running configuration\""))
-        let socket = try #require(RequestSocket(port: daemon.port))
+        let socket = try #require(LoopbackClient(port: daemon.port))
         #expect(socket.exchange(policyRequest) == tempfailReply)
         #expect(daemon.stop() == 0)
     }
@@ -117,8 +117,8 @@ struct ServerLoopEndToEnd {
     @Test func drainTimeoutEndsStalledConnection() throws {
         let daemon = try LoopDaemon.start(name: "drain-timeout", prefix: [], serverKeys: ["drain_timeout: 1s"])
         defer { daemon.kill() }
-        let idle = try #require(RequestSocket(port: daemon.port))
-        let stalled = try #require(RequestSocket(port: daemon.port))
+        let idle = try #require(LoopbackClient(port: daemon.port))
+        let stalled = try #require(LoopbackClient(port: daemon.port))
         #expect(idle.exchange(policyRequest) == tempfailReply)
         // A whole request first, so the daemon has accepted the connection before the signal.
         #expect(stalled.exchange(policyRequest) == tempfailReply)
@@ -133,7 +133,7 @@ struct ServerLoopEndToEnd {
     @Test func secondSigtermEndsDrain() throws {
         let daemon = try LoopDaemon.start(name: "drain-twice", prefix: [], serverKeys: ["drain_timeout: 1h"])
         defer { daemon.kill() }
-        let stalled = try #require(RequestSocket(port: daemon.port))
+        let stalled = try #require(LoopbackClient(port: daemon.port))
         // A whole request first, so the daemon has accepted the connection before the signal.
         #expect(stalled.exchange(policyRequest) == tempfailReply)
         #expect(stalled.write("request=smtpd_access_policy\n"))
@@ -151,7 +151,7 @@ struct PrivilegeDropEndToEnd {
     @Test func serverUserSwitchesAfterBind() throws {
         let daemon = try LoopDaemon.start(name: "user", prefix: [], serverKeys: ["user: nobody", "group: nogroup"])
         defer { daemon.kill() }
-        let socket = try #require(RequestSocket(port: daemon.port))
+        let socket = try #require(LoopbackClient(port: daemon.port))
 
         #expect(socket.exchange(policyRequest) == tempfailReply)
         #expect(daemon.ids("Uid") == "65534 65534 65534 65534")
@@ -207,66 +207,5 @@ private enum LoopDaemon {
             logKeys: ["level: info"])
         return try TestDaemon.launch(
             name: "loop-\(name)", port: port, metricsPort: nil, configuration: configuration, prefix: prefix)
-    }
-}
-
-/// A blocking loopback TCP client with a 5 s receive timeout.
-private final class RequestSocket: @unchecked Sendable {
-    // Unchecked: each instance is used by one thread at a time.
-    let fd: Int32
-
-    init?(port: UInt16) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = TestEnvironment.loopbackAddress(port: port)
-        let status = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard status == 0 else {
-            close(fd)
-            return nil
-        }
-    }
-
-    deinit { close(fd) }
-
-    /// Writes all of `text`, and returns false when the connection failed.
-    func write(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent <= 0 { return false }
-            offset += sent
-        }
-        return true
-    }
-
-    /// Reads until the text ends with `terminator`, the peer closes, or the timeout passes.
-    func read(until terminator: String) -> String {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        while !String(decoding: bytes, as: UTF8.self).hasSuffix(terminator) {
-            let received = recv(fd, &chunk, chunk.count, 0)
-            if received <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<received])
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    func exchange(_ request: String) -> String {
-        guard write(request) else { return "" }
-        return read(until: "\n\n")
-    }
-
-    /// Reports, without waiting, whether the peer has closed the connection.
-    func isClosedByPeer() -> Bool {
-        var byte: UInt8 = 0
-        let received = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
-        return received == 0 || (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
     }
 }
