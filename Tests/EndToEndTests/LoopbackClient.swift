@@ -12,8 +12,8 @@ final class LoopbackClient: @unchecked Sendable {
     // Unchecked: each instance is used by one thread at a time.
     let fd: Int32
 
-    /// Connects to 127.0.0.1:`port`; `receiveBufferBytes` sets SO_RCVBUF before the connect.
-    /// Returns nil when the socket or the connect fails.
+    /// Connects to 127.0.0.1:`port`, with SO_RCVBUF set to `receiveBufferBytes` before the connect
+    /// when given. Returns nil when the socket or the connect fails.
     init?(port: UInt16, receiveBufferBytes: Int32? = nil) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
