@@ -21,13 +21,18 @@
 # Settings through the environment: BENCH_SOAK_SECONDS (600),
 # BENCH_PEAK_SECONDS (5), BENCH_SAMPLE_SECONDS (10), BENCH_CONNECTIONS (64),
 # BENCH_SERVER_THREADS (1), BENCH_SCRATCH_PATH (a SwiftPM scratch path;
-# default .build), BENCH_SOAK_SAMPLES (a file that keeps the samples, one
+# default .build), BENCH_RATE (requests per second of the soak instead of
+# half the peak), BENCH_SERVER_PIN and BENCH_LOAD_PIN (a command put before
+# the server and the load generator, such as "taskset -c 1" and
+# "taskset -c 0"), BENCH_SOAK_SAMPLES (a file that keeps the samples, one
 # "seconds KiB" pair a line).
 set -eu
 
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-env.sh
 
+server_pin=${BENCH_SERVER_PIN:-}
+load_pin=${BENCH_LOAD_PIN:-}
 soak_seconds=${BENCH_SOAK_SECONDS:-600}
 peak_seconds=${BENCH_PEAK_SECONDS:-5}
 sample_seconds=${BENCH_SAMPLE_SECONDS:-10}
@@ -58,13 +63,13 @@ bench_start_directory "$pg_port" "$keycloak_port"
 demo_write_config "$mailcloak_port" "$server_threads" "$demo_dir/mailcloak.yaml" "$certs"
 sed -i 's/level: info/level: warning/' "$demo_dir/mailcloak.yaml"
 printf 'metrics:\n  listen: "127.0.0.1:%s"\n' "$metrics_port" >>"$demo_dir/mailcloak.yaml"
-"$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
+$server_pin "$bin/mailcloak" serve --config "$demo_dir/mailcloak.yaml" &
 server_pid=$!
 bench_wait_port "$mailcloak_port"
 
 # Runs mailcloak-bench over mutual TLS with the given options.
 load() {
-    "$bin/mailcloak-bench" --target "tcp:127.0.0.1:$mailcloak_port" --protocol policy \
+    $load_pin "$bin/mailcloak-bench" --target "tcp:127.0.0.1:$mailcloak_port" --protocol policy \
         --requests-file bench/policy-rcpt.txt --expect-file bench/policy-rcpt.mailcloak-expect.txt \
         --connections "$connections" --tls --cert "$certs/client-mx1.crt" --key "$certs/client-mx1.key" \
         --ca "$certs/ca.crt" --server-name mailcloak.example.internal "$@"
@@ -85,7 +90,7 @@ load --duration "$peak_seconds" --warmup 1 >"$demo_dir/peak.out"
 cat "$demo_dir/peak.out"
 peak=$(awk '/^throughput/ { print $2 }' "$demo_dir/peak.out")
 [ -n "$peak" ] && [ "$peak" -gt 0 ] || { echo "bench-soak.sh: no peak rate measured" >&2; exit 1; }
-rate=$((peak / 2))
+rate=${BENCH_RATE:-$((peak / 2))}
 
 echo "== soak: $rate requests/s (half of $peak) for $soak_seconds s, VmRSS every $sample_seconds s"
 policy_buckets >"$demo_dir/buckets-before.txt"
