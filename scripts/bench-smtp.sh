@@ -1,7 +1,7 @@
 #!/bin/bash
 # Measures what mailcloak costs a Postfix node, in messages per second
 # accepted by smtpd, all on loopback. Postfix's smtp-source sends the same
-# messages to three private Postfix instances (scripts/testenv/postfix.sh)
+# messages to private Postfix instances (scripts/testenv/postfix.sh)
 # that differ only in their recipient checks and lookup tables:
 #   static     no policy service; hash: tables for domains, aliases and
 #              mailboxes (the baseline);
@@ -10,6 +10,9 @@
 #              mailboxes, through the node's stunnel client, HAProxy from
 #              deploy/haproxy/haproxy.cfg (TCP, PROXY protocol v2, checks of
 #              /readyz) and mutual TLS to BENCH_INSTANCES mailcloak instances;
+#   nopolicy   the mailcloak setup without its check_policy_service line:
+#              the same socketmap: tables through the same path, so that
+#              mailcloak against nopolicy is the cost of the policy service;
 #   pgsql      no policy service; Postfix's own pgsql: tables (postfix-pgsql)
 #              for domains and aliases, and the hash: mailbox table, because
 #              the users live in the identity provider, not in PostgreSQL.
@@ -29,11 +32,12 @@
 # BENCH_SESSIONS (20, smtp-source sessions in parallel), BENCH_ROUNDS (3),
 # BENCH_INSTANCES (3, mailcloak instances behind HAProxy, 1 to 9),
 # BENCH_PROCESS_LIMIT (50, Postfix default_process_limit, so at most that
-# many smtpd and cleanup processes), BENCH_SETUPS ("static mailcloak pgsql"),
+# many smtpd and cleanup processes), BENCH_SETUPS ("static mailcloak pgsql";
+# nopolicy may be added),
 # BENCH_SCRATCH_PATH (a SwiftPM scratch path for the release build; default
 # .build), BENCH_KEEP (1 keeps the work folder with every log).
 # Runs as root (Postfix's master does) and needs ports 15440, 18090 and
-# 17200 to 17235 on 127.0.0.1.
+# 17200 to 17237 on 127.0.0.1.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -57,7 +61,7 @@ haproxy_port=17201
 mailcloak_base_port=17210
 metrics_base_port=17220
 # Each Postfix instance takes its port and the next one (postfix.sh).
-declare -A smtp_port=([static]=17230 [mailcloak]=17232 [pgsql]=17234)
+declare -A smtp_port=([static]=17230 [mailcloak]=17232 [pgsql]=17234 [nopolicy]=17236)
 recipient_local=r
 recipient_domain=example.com
 sender=sender@remote.test
@@ -80,7 +84,7 @@ check_number BENCH_ROUNDS "$rounds" 1 100
 check_number BENCH_INSTANCES "$instances" 1 9
 check_number BENCH_PROCESS_LIMIT "$process_limit" 1 1000
 for setup in $setups; do
-    [[ -n ${smtp_port[$setup]:-} ]] || die "invalid setup '$setup' in BENCH_SETUPS: expected static, mailcloak or pgsql"
+    [[ -n ${smtp_port[$setup]:-} ]] || die "invalid setup '$setup' in BENCH_SETUPS: expected static, mailcloak, nopolicy or pgsql"
 done
 [[ $(id -u) == 0 ]] || die "must run as root (the Postfix master runs as root)"
 
@@ -309,7 +313,7 @@ postfix_settings() {
     local maps=$demo_dir/maps
     echo "default_process_limit=$process_limit"
     echo "smtpd_relay_restrictions="
-    if [[ $1 != mailcloak ]]; then
+    if [[ $1 != mailcloak && $1 != nopolicy ]]; then
         echo "smtpd_recipient_restrictions=permit_mynetworks, reject_unauth_destination"
         echo "virtual_alias_domains="
     fi
@@ -321,6 +325,11 @@ postfix_settings() {
         ;;
     mailcloak)
         node_snippet_settings
+        ;;
+    nopolicy)
+        # The node snippet's settings, then its restrictions without the policy service.
+        node_snippet_settings | grep -v '^smtpd_recipient_restrictions='
+        echo "smtpd_recipient_restrictions=permit_mynetworks, reject_unauth_destination"
         ;;
     pgsql)
         echo "virtual_mailbox_domains=pgsql:$maps/pgsql-domains.cf"
@@ -497,7 +506,7 @@ for setup in $setups; do
     run_setup "$setup" "$setup-warmup"
     # Each instance has its own identity cache and HAProxy spreads the
     # connections, so one run leaves some users uncached on some instances.
-    [[ $setup != mailcloak ]] || run_setup "$setup" "$setup-warmup-2"
+    [[ $setup != mailcloak && $setup != nopolicy ]] || run_setup "$setup" "$setup-warmup-2"
 done
 print_mailcloak_counters "after the warm-up runs"
 for ((round = 1; round <= rounds; round++)); do
@@ -531,6 +540,9 @@ for setup in $setups; do
 done
 if [[ -n ${median_rate[mailcloak]:-} && -n ${median_rate[static]:-} ]]; then
     echo "cost of mailcloak against static: $(cost "${median_rate[mailcloak]}" "${median_rate[static]}") (target: under 10%)"
+fi
+if [[ -n ${median_rate[mailcloak]:-} && -n ${median_rate[nopolicy]:-} ]]; then
+    echo "cost of the policy service (mailcloak against nopolicy): $(cost "${median_rate[mailcloak]}" "${median_rate[nopolicy]}") (target: under 10%)"
 fi
 if [[ -n ${median_rate[mailcloak]:-} && -n ${median_rate[pgsql]:-} ]]; then
     echo "cost of mailcloak against pgsql: $(cost "${median_rate[mailcloak]}" "${median_rate[pgsql]}")"
