@@ -103,6 +103,9 @@ final class CheckpasswordDovecot {
             .replacingOccurrences(of: "/etc/dovecot/dovecot-oauth2.conf.ext", with: oauth2Path)
         try write(auth, to: folder + "/auth-mailcloak.conf.ext", permissions: 0o644)
 
+        // default_vsz_limit = 0: the auth process's address-space limit (256 MB by default)
+        // also binds the checkpassword child, and a thread-sanitized mailcloakctl maps far
+        // more address space than that, so it could not start. A plain build fits the default.
         try write("""
             instance_name = mailcloak-checkpw-\(folder.suffix(8))
             base_dir = \(folder)/run
@@ -112,6 +115,7 @@ final class CheckpasswordDovecot {
             listen = 127.0.0.1
             ssl = no
             auth_failure_delay = 0
+            default_vsz_limit = 0
             !include \(folder)/auth-mailcloak.conf.ext
             userdb {
               driver = static
@@ -156,9 +160,14 @@ final class CheckpasswordDovecot {
         return UInt16(bigEndian: address.sin_port)
     }
 
-    /// Runs `doveadm auth test` against this instance.
+    /// Runs `doveadm auth test` against this instance. A temporary failure carries Dovecot's
+    /// log in its stderr, so that its cause shows in the test's output.
     func authTest(_ user: String, _ password: String) throws -> ProcessResult {
-        try runProcess(DovecotTests.doveadm, ["-c", configPath, "auth", "test", user, password])
+        var result = try runProcess(DovecotTests.doveadm, ["-c", configPath, "auth", "test", user, password])
+        if result.stdout.contains("code=temp_fail") {
+            result.stderr += "\ndovecot.log:\n" + ((try? log()) ?? "(unreadable)")
+        }
+        return result
     }
 
     /// Returns Dovecot's log so far.
