@@ -143,34 +143,7 @@ func runCommand(
 ) throws -> CommandResult {
     let outputPath = scratch + "/command.stdout"
     let errorPath = scratch + "/command.stderr"
-    var fileActions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&fileActions)
-    defer { posix_spawn_file_actions_destroy(&fileActions) }
-    posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&fileActions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&fileActions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-
-    // The test runner may block signals, and a child inherits the mask: give
-    // it an empty mask and default actions, so that it can be stopped.
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var emptyMask = sigset_t()
-    sigemptyset(&emptyMask)
-    posix_spawnattr_setsigmask(&attributes, &emptyMask)
-    var defaultActions = sigset_t()
-    sigemptyset(&defaultActions)
-    for signal in [SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIGCHLD] { sigaddset(&defaultActions, signal) }
-    posix_spawnattr_setsigdefault(&attributes, &defaultActions)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var processID: pid_t = 0
-    let spawnStatus = posix_spawn(&processID, executable, &fileActions, &attributes, argv, environ)
-    guard spawnStatus == 0 else {
-        throw DeployKitError(description: "failed to start \(executable): \(String(cString: strerror(spawnStatus)))")
-    }
+    let processID = try spawnProcess(executable, arguments, outputPath: outputPath, errorPath: errorPath)
 
     let deadline = monotonicNow() + timeout
     var waitStatus: Int32 = 0
@@ -193,13 +166,27 @@ func runCommand(
 /// Starts a long-running program with the same clean signal state as `runCommand`, its
 /// output going to `outputPath`, and returns its process id at once. Stop it with `stopProcess`.
 func launchProcess(_ executable: String, _ arguments: [String], outputPath: String) throws -> pid_t {
+    try spawnProcess(executable, arguments, outputPath: outputPath, errorPath: nil)
+}
+
+/// Starts `executable` with standard input from /dev/null, standard output to `outputPath` and
+/// standard error to `errorPath`, or to `outputPath` too when it is nil; returns its process id.
+private func spawnProcess(
+    _ executable: String, _ arguments: [String], outputPath: String, errorPath: String?
+) throws -> pid_t {
     var fileActions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&fileActions)
     defer { posix_spawn_file_actions_destroy(&fileActions) }
     posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&fileActions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+    if let errorPath {
+        posix_spawn_file_actions_addopen(&fileActions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    } else {
+        posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+    }
 
+    // The test runner may block signals, and a child inherits the mask: give
+    // it an empty mask and default actions, so that it can be stopped.
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
