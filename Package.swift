@@ -25,7 +25,7 @@ let package = Package(
         // What Swift cannot call directly: epoll, eventfd, accept4, variadic curl setters.
         .target(name: "CShim", dependencies: ["CCurl", "COpenSSL"]),
 
-        // A pthread-mutex lock that the thread sanitizer sees (Synchronization.Mutex it does not).
+        // A lock on a pthread mutex, which the thread sanitizer follows; it cannot follow Synchronization.Mutex.
         .target(name: "Locking"),
         .target(name: "Log", dependencies: ["Locking"]),
         .target(name: "Config", dependencies: ["CYAML", "Log"]),

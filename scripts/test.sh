@@ -6,7 +6,7 @@
 # Extra arguments go to `swift test` (for example `--filter ResolverTests`).
 #
 # `scripts/test.sh --sanitize=thread [ARGS]` builds into .build/tsan with the
-# thread sanitizer and runs the same tests there; the daemons that the
+# thread sanitizer and runs the same tests there. The daemons that the
 # end-to-end tests start come from that build too. TSAN_OPTIONS defaults to
 # halt_on_error=1, so the first race report fails the run.
 set -eu

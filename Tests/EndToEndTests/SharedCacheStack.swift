@@ -72,7 +72,7 @@ struct SharedCacheStack: Sendable {
         teardown.add("stop keycloak_dev.py") { try keycloak.stop() }
 
         let redis = try RedisTestServer()
-        // The teardown step holds the server, which stops when the step runs.
+        // The teardown step keeps a reference to the server, so it runs until that step stops it.
         teardown.add("stop redis-server") { redis.stop() }
 
         // All three start before any is waited for, so their start-ups overlap.
