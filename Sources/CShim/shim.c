@@ -8,6 +8,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <time.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -93,6 +97,79 @@ int mc_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version) {
 
 long mc_ssl_ctx_set_server_session_cache(SSL_CTX *ctx) {
     return SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+}
+
+// --- Shared session ticket keys ---
+
+typedef struct {
+    size_t count;
+    unsigned char keys[][MC_TICKET_KEY_LENGTH];
+} mc_ticket_keys;
+
+static int mc_ticket_keys_index = -1;
+static pthread_once_t mc_ticket_keys_once = PTHREAD_ONCE_INIT;
+
+static size_t mc_ticket_keys_size(size_t count) { return sizeof(mc_ticket_keys) + count * MC_TICKET_KEY_LENGTH; }
+
+// Wipes the keys when their context is freed.
+static void mc_ticket_keys_free(void *parent, void *pointer, CRYPTO_EX_DATA *data, int index, long argl, void *argp) {
+    (void)parent, (void)data, (void)index, (void)argl, (void)argp;
+    mc_ticket_keys *keys = pointer;
+    if (keys != NULL) OPENSSL_clear_free(keys, mc_ticket_keys_size(keys->count));
+}
+
+static void mc_ticket_keys_make_index(void) {
+    mc_ticket_keys_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, mc_ticket_keys_free);
+}
+
+// Sets up `cipher` and `mac` with `key`: AES-256-CBC with `iv`, HMAC-SHA256.
+static int mc_ticket_key_use(const unsigned char *key, unsigned char *iv, EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac,
+                             int encrypt) {
+    const unsigned char *aes = key + 16, *hmac = key + 48;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)hmac, 32),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_MAC_CTX_set_params(mac, params) != 1) return 0;
+    if (encrypt) return EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, aes, iv) == 1;
+    return EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, aes, iv) == 1;
+}
+
+// OpenSSL's ticket key callback. Encrypting: 1 with the first key, -1 on
+// failure. Decrypting: 1 for the first key, 2 for an older one (OpenSSL then
+// sends a new ticket under the first), 0 for an unknown name (a full
+// handshake follows), -1 on failure.
+static int mc_ticket_key_callback(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cipher,
+                                  EVP_MAC_CTX *mac, int encrypt) {
+    const mc_ticket_keys *keys = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), mc_ticket_keys_index);
+    if (keys == NULL || keys->count == 0) return -1;
+    if (encrypt) {
+        if (RAND_bytes(iv, 16) != 1) return -1;
+        memcpy(name, keys->keys[0], 16);
+        return mc_ticket_key_use(keys->keys[0], iv, cipher, mac, 1) ? 1 : -1;
+    }
+    for (size_t index = 0; index < keys->count; index++) {
+        if (CRYPTO_memcmp(name, keys->keys[index], 16) != 0) continue;
+        if (!mc_ticket_key_use(keys->keys[index], iv, cipher, mac, 0)) return -1;
+        return index == 0 ? 1 : 2;
+    }
+    return 0;
+}
+
+int mc_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t count) {
+    pthread_once(&mc_ticket_keys_once, mc_ticket_keys_make_index);
+    if (mc_ticket_keys_index < 0 || count == 0) return 0;
+    mc_ticket_keys *copy = OPENSSL_malloc(mc_ticket_keys_size(count));
+    if (copy == NULL) return 0;
+    copy->count = count;
+    memcpy(copy->keys, keys, count * MC_TICKET_KEY_LENGTH);
+    // Freed with the context (mc_ticket_keys_free), or here when it cannot be attached.
+    if (SSL_CTX_set_ex_data(ctx, mc_ticket_keys_index, copy) != 1) {
+        OPENSSL_clear_free(copy, mc_ticket_keys_size(count));
+        return 0;
+    }
+    return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, mc_ticket_key_callback) == 1;
 }
 
 uint64_t mc_ssl_ctx_set_server_options(SSL_CTX *ctx) {

@@ -41,6 +41,9 @@ extension ConfigLoader {
                     return text
                 }
         }
+        if let node = section.node("session_ticket_keys") {
+            tls.sessionTicketKeys = try filePath(node, path: section.path("session_ticket_keys"))
+        }
         try section.readChoice("min_version", into: &tls.minVersion, choices: [.tls12, .tls13])
         if let node = section.node("ciphers") { tls.ciphers = try string(node, path: section.path("ciphers")) }
         if let node = section.node("cipher_suites") {

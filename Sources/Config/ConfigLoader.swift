@@ -21,7 +21,7 @@ public enum ConfigLoader {
             "listeners[].tls",
             [
                 "certificate", "key", "client_ca", "crl", "min_version", "ciphers", "cipher_suites", "verify_depth",
-                "handshake_timeout", "expiry_warning", "reload_interval",
+                "handshake_timeout", "expiry_warning", "reload_interval", "session_ticket_keys",
             ]
         ),
         ("listeners[].acl[]", ["name", "identities", "networks", "services"]),

@@ -31,8 +31,11 @@ public struct ListenerTLSConfig: Sendable, Equatable {
     public var handshakeTimeout: Seconds = 10
     /// A warning is logged when a loaded certificate expires within this time.
     public var expiryWarning: Seconds = 30 * 86400
-    /// How often the certificate, key, CA and CRL files are checked for changes; 0 turns it off.
+    /// How often the certificate, key, CA, CRL and ticket key files are checked for changes; 0 turns it off.
     public var reloadInterval: Seconds = 5
+    /// File of session ticket keys shared by the instances of a cluster, one
+    /// key a line; nil gives each TLS context random keys of its own.
+    public var sessionTicketKeys: String?
 
     public init(certificate: String, key: String, clientCA: String) {
         self.certificate = certificate
@@ -41,7 +44,7 @@ public struct ListenerTLSConfig: Sendable, Equatable {
     }
 
     /// Every file this configuration reads.
-    public var files: [String] { [certificate, key, clientCA] + crl }
+    public var files: [String] { [certificate, key, clientCA] + crl + (sessionTicketKeys.map { [$0] } ?? []) }
 }
 
 /// One client identity an access rule matches, from a verified client certificate.

@@ -122,6 +122,14 @@ public final class TLSContext: @unchecked Sendable {
         let sessionContext = Array("mailcloak".utf8)
         _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))
         _ = mc_ssl_ctx_set_server_session_cache(context)
+        if let path = config.sessionTicketKeys {
+            var keys = try readTicketKeys(path)
+            defer { keys.withUnsafeMutableBytes { _ = memset($0.baseAddress!, 0, $0.count) } }
+            let set = keys.withUnsafeBufferPointer {
+                mc_ssl_ctx_set_ticket_keys(context, $0.baseAddress, $0.count / ticketKeyLength)
+            }
+            guard set == 1 else { throw TLSError("cannot use the session ticket keys of \(path): \(openSSLErrors())") }
+        }
 
         owned = nil
         return TLSContext(pointer: context, expiries: expiries, serverFingerprint: fingerprint(leaf))
@@ -179,6 +187,77 @@ private func isEncryptedKey(_ path: String) throws(TLSError) -> Bool {
         }
     }
     return false
+}
+
+/// Bytes of one session ticket key (MC_TICKET_KEY_LENGTH in CShim).
+private let ticketKeyLength = 80
+/// Maximum number of keys in a ticket key file: the current one and those of past rotations.
+private let maxTicketKeys = 16
+
+/// Reads a session ticket key file: one key a line as 160 hexadecimal digits
+/// (`openssl rand -hex 80`), the newest first; blank lines and lines starting
+/// with `#` are skipped. Returns the keys one after the other.
+func readTicketKeys(_ path: String) throws(TLSError) -> [UInt8] {
+    let limit = 64 * 1024
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    defer { Glibc.close(fd) }
+    var text = [UInt8](repeating: 0, count: limit + 1)
+    defer { text.withUnsafeMutableBytes { _ = memset($0.baseAddress!, 0, $0.count) } }
+    var length = 0
+    while length <= limit {
+        let count = text.withUnsafeMutableBytes { read(fd, $0.baseAddress! + length, limit + 1 - length) }
+        if count < 0 && errno == EINTR { continue }
+        guard count >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        if count == 0 { break }
+        length += count
+    }
+    guard length <= limit else { throw TLSError("session ticket key file \(path) is larger than 64 KiB") }
+
+    var keys: [UInt8] = []
+    var firstLineOfName: [[UInt8]: Int] = [:]
+    var lineNumber = 0
+    for line in text[..<length].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+        lineNumber += 1
+        let blank: Set<UInt8> = [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r")]
+        let trimmed = line.drop { blank.contains($0) }.reversed().drop { blank.contains($0) }.reversed()
+        if trimmed.isEmpty || trimmed.first == UInt8(ascii: "#") { continue }
+        guard trimmed.count == 2 * ticketKeyLength, let key = decodeHex(Array(trimmed)) else {
+            throw TLSError("session ticket key file \(path) line \(lineNumber): invalid key, expected \(2 * ticketKeyLength) hexadecimal digits (openssl rand -hex \(ticketKeyLength))")
+        }
+        let name = Array(key.prefix(16))
+        if let earlier = firstLineOfName[name] {
+            throw TLSError("session ticket key file \(path) line \(lineNumber): duplicate key name (the first 16 bytes) of line \(earlier)")
+        }
+        firstLineOfName[name] = lineNumber
+        guard firstLineOfName.count <= maxTicketKeys else {
+            throw TLSError("session ticket key file \(path) contains more than \(maxTicketKeys) keys; remove the oldest")
+        }
+        keys += key
+    }
+    guard !keys.isEmpty else { throw TLSError("no key in session ticket key file \(path); add one made by openssl rand -hex \(ticketKeyLength)") }
+    return keys
+}
+
+/// Decodes hexadecimal digits (either case); nil for any other character.
+private func decodeHex(_ digits: [UInt8]) -> [UInt8]? {
+    func value(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(digits.count / 2)
+    var index = 0
+    while index + 1 < digits.count {
+        guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
+        bytes.append(high << 4 | low)
+        index += 2
+    }
+    return bytes
 }
 
 /// Reads every certificate of a PEM file; the caller frees them.

@@ -15,6 +15,7 @@ private let tlsListener = """
           crl: [/etc/m/ca.crl]
           min_version: "1.3"
           handshake_timeout: 2s
+          session_ticket_keys: /etc/m/ticket-keys
         acl:
           - name: nodes
             identities: ["cn:mx1", "DNS:MX2.example", "uri:spiffe://mail.example/node/mx3"]
@@ -28,7 +29,10 @@ private let tlsListener = """
     tls.crl = ["/etc/m/ca.crl"]
     tls.minVersion = .tls13
     tls.handshakeTimeout = 2
+    tls.sessionTicketKeys = "/etc/m/ticket-keys"
     #expect(listener.tls == tls)
+    // The key file is watched for changes with the certificate files.
+    #expect(tls.files == ["/etc/m/server.crt", "/etc/m/server.key", "/etc/m/ca.crt", "/etc/m/ca.crl", "/etc/m/ticket-keys"])
     var rule = ACLRule(name: "nodes")
     rule.identities = [.commonName("mx1"), .dnsName("mx2.example"), .uri("spiffe://mail.example/node/mx3")]
     rule.networks = [IPNetwork("10.0.0.0/8")!]
@@ -54,7 +58,7 @@ private let tlsListener = """
         .invalidValue(
             found: "\"common:mx2\"",
             expected: "cn:NAME, dns:NAME, uri:URI or sha256:HEX (64 hex digits, colons allowed)"),
-        keyPath: "listeners[0].acl[0].identities[1]", line: 14)
+        keyPath: "listeners[0].acl[0].identities[1]", line: 15)
     #expect(throws: expected) { try ConfigLoader.parse(yaml: yaml) }
 }
 
@@ -66,6 +70,14 @@ private let tlsListener = """
 @Test func relativeCertificatePathIsRefused() {
     let yaml = tlsListener.replacingOccurrences(of: "/etc/m/server.crt", with: "server.crt")
     #expect(throws: ConfigError.self) { try ConfigLoader.parse(yaml: yaml) }
+}
+
+@Test func relativeTicketKeyPathIsRefused() {
+    let yaml = tlsListener.replacingOccurrences(of: "/etc/m/ticket-keys", with: "ticket-keys")
+    let expected = ConfigError(
+        .invalidValue(found: "\"ticket-keys\"", expected: "an absolute path"),
+        keyPath: "listeners[0].tls.session_ticket_keys", line: 12)
+    #expect(throws: expected) { try ConfigLoader.parse(yaml: yaml) }
 }
 
 @Test func fingerprintIdentityParsesHex() throws {

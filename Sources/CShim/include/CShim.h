@@ -1,10 +1,13 @@
 // Thin C wrappers for what Swift cannot import or call directly: epoll and
 // eventfd (missing from Swift's Glibc module), accept4 (needs _GNU_SOURCE),
 // libcurl's variadic setters, and OpenSSL's function-like macros. Each wrapper passes its arguments through
-// unchanged and returns what the wrapped call returns.
+// unchanged and returns what the wrapped call returns. One piece has logic of its own: the session
+// ticket callback, which OpenSSL calls with a cipher and a MAC context that Swift would have to set up
+// through OSSL_PARAM arrays.
 #ifndef MAILCLOAK_CSHIM_H
 #define MAILCLOAK_CSHIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -59,6 +62,16 @@ long mc_ssl_ctx_set_server_modes(SSL_CTX *ctx);
 int mc_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version);
 /// Turns on the server session cache (session ids and tickets).
 long mc_ssl_ctx_set_server_session_cache(SSL_CTX *ctx);
+/// Bytes of one session ticket key: a 16-byte name, then a 32-byte AES-256
+/// key that encrypts tickets and a 32-byte HMAC-SHA256 key that signs them.
+enum { MC_TICKET_KEY_LENGTH = 80 };
+/// Encrypts and checks session tickets with `count` keys of
+/// MC_TICKET_KEY_LENGTH bytes each, copied from `keys`, instead of the random
+/// keys OpenSSL makes for each context. The first key encrypts new tickets;
+/// every key decrypts, and a ticket under any but the first is replaced by a
+/// new one. Instances given the same keys resume each other's sessions.
+/// Returns 1, or 0 when `count` is 0 or memory ran out.
+int mc_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t count);
 /// Sets options: no compression, no renegotiation, server cipher preference.
 uint64_t mc_ssl_ctx_set_server_options(SSL_CTX *ctx);
 /// Protocol version numbers, built from macros.
