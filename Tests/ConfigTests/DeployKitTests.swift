@@ -98,7 +98,8 @@ struct DeployKitTests {
         let tls = try #require(try configMapConfiguration().listeners.first?.tls)
         let mount = try mountPath(ofSecret: "mailcloak-tls")
         let keys = try secretKeys("secret-tls.yaml")
-        #expect(tls.files.count == 4)
+        #expect(tls.files.count == 5)
+        #expect(tls.sessionTicketKeys != nil)
         for file in tls.files {
             #expect(file.hasPrefix(mount + "/"), "\(file) lies outside \(mount)")
             #expect(keys.contains(String(file.dropFirst(mount.count + 1))), "\(file) is no key of mailcloak-tls")

@@ -187,6 +187,7 @@ final class FleetDaemon: Sendable {
               certificate: \(live.path)/server.crt
               key: \(live.path)/server.key
               client_ca: \(live.path)/ca.crt
+              session_ticket_keys: \(live.path)/ticket-keys
               handshake_timeout: 5s
               reload_interval: 0
             acl:

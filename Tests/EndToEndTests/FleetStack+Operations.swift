@@ -116,6 +116,27 @@ extension FleetStack {
         return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Opens a TLS connection with node mx1's certificate to 127.0.0.1:`port`
+    /// and keeps it open for a second, so that the session tickets arrive.
+    /// Offers the session saved in `offering`, saves the new one to `saving`,
+    /// and returns openssl s_client's verdict: `New` or `Reused`.
+    func handshake(port: UInt16, offering: URL? = nil, saving: URL? = nil) throws -> String {
+        let script = """
+            port=$1 cert=$2 key=$3 ca=$4
+            shift 4
+            sleep 1 | openssl s_client -connect "127.0.0.1:$port" -servername mailcloak.test -cert "$cert" \\
+                -key "$key" -CAfile "$ca" -verify_return_error "$@" 2>/dev/null | grep -E -m 1 -o '^(New|Reused),'
+            """
+        var arguments = [
+            "-c", script, "sh", String(port), certificates.appendingPathComponent("client-mx1.crt").path,
+            certificates.appendingPathComponent("client-mx1.key").path, certificates.appendingPathComponent("ca.crt").path,
+        ]
+        if let offering { arguments += ["-sess_in", offering.path] }
+        if let saving { arguments += ["-sess_out", saving.path] }
+        let result = try TestEnvironment.runChecked("/bin/sh", arguments, timeout: 15)
+        return result.standardOutput.trimmingCharacters(in: CharacterSet(charactersIn: ", \n"))
+    }
+
     private func renameOver(_ source: URL, _ destination: URL) throws {
         guard rename(source.path, destination.path) == 0 else {
             let reason = String(cString: strerror(errno))

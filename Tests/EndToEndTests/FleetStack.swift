@@ -30,7 +30,8 @@ struct FleetStack: Sendable {
     let directory: URL
     /// Output of certs-example/make-certs.sh: the CA, client-mx1.* and the first server certificate.
     let certificates: URL
-    /// The server certificate, key and client CA that every daemon reads; the rotation scenario replaces them.
+    /// The server certificate, key, client CA and session ticket keys that every daemon reads; the rotation
+    /// scenario replaces the certificate and key.
     let live: URL
     let postgres: FleetPostgres
     let database: TestDatabase
@@ -159,6 +160,10 @@ struct FleetStack: Sendable {
             try FileManager.default.copyItem(
                 at: certificates.appendingPathComponent(name), to: live.appendingPathComponent(name))
         }
+        // One session ticket key for all three daemons, as deploy/haproxy/README.md advises.
+        var generator = SystemRandomNumberGenerator()
+        let key = (0..<80).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        try (key + "\n").write(to: live.appendingPathComponent("ticket-keys"), atomically: true, encoding: .utf8)
         return (certificates, live)
     }
 

@@ -165,6 +165,22 @@ struct Fleet {
         #expect(outcomes.filter { !$0.matches }.map(\.description) == [])
     }
 
+    /// A TLS session that node mx1 makes with one instance resumes on the
+    /// others, because all three share one session ticket key file. A node
+    /// that HAProxy sends elsewhere on reconnecting skips the full handshake.
+    @Test func sessionResumesOnEveryInstance() throws {
+        let stack = try FleetStack.require()
+        try stack.ensureHealthy()
+        let session = stack.directory.appendingPathComponent("session-\(UUID().uuidString.prefix(8)).pem")
+        defer { try? FileManager.default.removeItem(at: session) }
+
+        let first = try stack.handshake(port: stack.daemons[0].tlsPort, saving: session)
+        let others = try stack.daemons.dropFirst().map { try stack.handshake(port: $0.tlsPort, offering: session) }
+
+        #expect(first == "New")
+        #expect(others == ["Reused", "Reused"])
+    }
+
     /// With PostgreSQL stopped, user, alias and app decisions come from each
     /// instance's snapshot. After the restart every instance reconnects.
     @Test func postgresOutageServedFromSnapshot() throws {
