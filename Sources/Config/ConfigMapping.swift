@@ -145,7 +145,7 @@ func duration(_ node: YAMLNode, path: String, range: ClosedRange<Seconds>) throw
 }
 
 /// Parses a duration's text; nil when it is not one.
-func parseDuration(_ text: String) -> Seconds? {
+package func parseDuration(_ text: String) -> Seconds? {
     let units: [(suffix: String, scale: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
     var number = Substring(text)
     var scale = 1.0

@@ -13,7 +13,9 @@ enum CLIError: Error, Equatable {
 /// The parsed command line: words in order, and the options seen.
 struct Arguments {
     /// Options that take a value.
-    static let valueOptions: Set<String> = ["--config", "--database-url", "--user", "--domain", "--address"]
+    static let valueOptions: Set<String> = [
+        "--config", "--database-url", "--user", "--domain", "--address", "--cache-dir", "--max-stale",
+    ]
     /// Options without a value.
     static let flagOptions: Set<String> = ["--json", "--secret-stdin", "--dry-run", "--help"]
     /// Options every command accepts.
@@ -91,7 +93,8 @@ enum Usage {
     static let apps = "usage: mailcloakctl apps add|secret APP_ID [--secret-stdin] | apps del|enable|disable APP_ID"
         + " | apps allow|disallow APP_ID ADDRESS | apps list"
     static let importSQLite = "usage: mailcloakctl import-sqlite [--dry-run] FILE"
-    static let checkpassword = "usage: mailcloakctl [--database-url URL | --config FILE] checkpassword REPLY-PROGRAM..."
+    static let checkpassword = "usage: mailcloakctl [--database-url URL | --config FILE] checkpassword "
+        + "[--cache-dir DIR [--max-stale DURATION]] [--] REPLY-PROGRAM..."
     static let cache = "usage: mailcloakctl --config FILE cache flush [--user USERNAME | --address ADDRESS]"
 
     static let help = """
@@ -124,7 +127,11 @@ enum Usage {
                                                --config for identity.redis
           checkpassword REPLY-PROGRAM...       Dovecot checkpassword passdb for apps: read
                                                user name and secret from descriptor 3, run
-                                               REPLY-PROGRAM with USER set on success
+                                               REPLY-PROGRAM with USER set on success;
+                                               with --cache-dir DIR, apps that logged in
+                                               before also log in while PostgreSQL is
+                                               unreachable, for --max-stale (24h) after
+                                               their last login
 
         --json prints list output as a JSON array.
         Exit status: 0 success, 1 failure, 2 invalid command line.

@@ -6,8 +6,11 @@
 // the app id as stored. Exit status: 1 wrong app or secret, 2 protocol error
 // or invalid command line, 111 temporary failure (database unreachable).
 // One run costs a process start, a PostgreSQL connection and one argon2
-// verification (64 MiB for hashes that mailcloakctl writes).
+// verification (64 MiB for hashes that mailcloakctl writes). With
+// `--cache-dir`, an app that logged in before is checked against its cached
+// hash while PostgreSQL is unreachable (CheckpasswordCache).
 import CArgon2
+import Config
 import Store
 
 #if canImport(Glibc)
@@ -34,6 +37,10 @@ enum CheckpasswordCommand {
     static let inputTimeout = 5.0
     /// Seconds allowed for connecting to PostgreSQL, and for the lookup.
     static let databaseTimeout = 5.0
+    /// How long a cached hash serves during an outage when --max-stale is not given.
+    static let defaultMaxStale = 86_400.0
+    /// Range of --max-stale: one second to 30 days.
+    static let maxStaleRange = 1.0...(30 * 86_400.0)
     static let inputDescriptor: Int32 = 3
 
     /// Returns whether `arguments` (without the program name) run this command.
@@ -54,7 +61,7 @@ enum CheckpasswordCommand {
     }
 
     private static func authenticate(_ arguments: [String]) throws(Failure) {
-        let replyProgram = try parseReplyProgram(arguments)
+        let (replyProgram, cache) = try parseCommandLine(arguments)
         let input = try CheckpasswordInput.read(
             from: inputDescriptor, maxLength: maxInputLength, timeout: inputTimeout)
         var password = input.password
@@ -73,24 +80,84 @@ enum CheckpasswordCommand {
         }
 
         let databaseURL = try resolveURL(arguments)
-        guard let app = try lookUpApp(username, databaseURL: databaseURL) else {
+        let found: (id: String, secretHash: String)?
+        do throws(Failure) {
+            found = try lookUpApp(username, databaseURL: databaseURL)
+        } catch {
+            guard let cache, error.status == .temporaryFailure else { throw error }
+            try authenticateFromCache(cache, username: username, password: password, outage: error, replyProgram: replyProgram)
+            return
+        }
+        guard let app = found else {
+            if let cache, let appID = Validation.appID(username).value, let problem = cache.remove(appID: appID) {
+                Output.err("mailcloakctl checkpassword: \(problem)\n")
+            }
             throw Failure(status: .rejected, message: "")
         }
         try verify(password, againstHash: app.secretHash, appID: app.id)
         erase(&password)
+        // A cache that cannot be written costs the next outage, not this login.
+        if let cache, let problem = cache.store(appID: app.id, secretHash: app.secretHash) {
+            Output.err("mailcloakctl checkpassword: \(problem)\n")
+        }
         try executeReplyProgram(replyProgram, user: app.id)
     }
 
-    /// Returns the reply program and its arguments: the words after `checkpassword`.
-    private static func parseReplyProgram(_ arguments: [String]) throws(Failure) -> [String] {
+    /// Checks `password` against the hash that `cache` holds for `username` while PostgreSQL is
+    /// unreachable (`outage`), and runs the reply program on a match. A missing or stale entry,
+    /// and a secret that does not match, are temporary failures: the secret may have changed
+    /// since the entry was written.
+    private static func authenticateFromCache(
+        _ cache: CheckpasswordCache, username: String, password: [UInt8], outage: Failure, replyProgram: [String]
+    ) throws(Failure) {
+        guard let appID = Validation.appID(username).value else {
+            throw Failure(status: .temporaryFailure, message: outage.message + "; no cached hash for an invalid app id")
+        }
+        switch cache.lookUp(appID: appID) {
+        case .miss(let reason):
+            throw Failure(status: .temporaryFailure, message: outage.message + "; " + reason)
+        case .hit(let secretHash, let age):
+            do throws(Failure) {
+                try verify(password, againstHash: secretHash, appID: appID)
+            } catch {
+                guard error.status == .rejected else { throw error }
+                throw Failure(status: .temporaryFailure, message: outage.message
+                    + "; the secret does not match the hash of app \(appID) cached \(Int(age)) s ago")
+            }
+            Output.err("mailcloakctl checkpassword: \(outage.message); app \(appID) checked against its hash cached \(Int(age)) s ago\n")
+            try executeReplyProgram(replyProgram, user: appID)
+        }
+    }
+
+    /// Returns the reply program and its arguments (the words after `checkpassword`), and the
+    /// outage cache when `--cache-dir` is given.
+    private static func parseCommandLine(_ arguments: [String]) throws(Failure) -> ([String], CheckpasswordCache?) {
         do throws(CLIError) {
             let parsed = try Arguments(arguments)
-            try parsed.allowOnly([], command: "checkpassword", usage: Usage.checkpassword)
+            try parsed.allowOnly(["--cache-dir", "--max-stale"], command: "checkpassword", usage: Usage.checkpassword)
             let replyProgram = Array(parsed.words.dropFirst())
             guard !replyProgram.isEmpty else {
                 throw CLIError.usage("missing REPLY-PROGRAM", usage: Usage.checkpassword)
             }
-            return replyProgram
+            guard let folder = parsed.values["--cache-dir"] else {
+                if parsed.values["--max-stale"] != nil {
+                    throw CLIError.usage("--max-stale needs --cache-dir", usage: Usage.checkpassword)
+                }
+                return (replyProgram, nil)
+            }
+            guard folder.hasPrefix("/") else {
+                throw CLIError.usage("invalid --cache-dir \"\(folder)\": expected an absolute path", usage: Usage.checkpassword)
+            }
+            var maxStale = defaultMaxStale
+            if let text = parsed.values["--max-stale"] {
+                guard let seconds = parseDuration(text), maxStaleRange.contains(seconds) else {
+                    throw CLIError.usage(
+                        "invalid --max-stale \"\(text)\": expected a duration from 1s to 720h, such as 30m or 24h",
+                        usage: Usage.checkpassword)
+                }
+                maxStale = seconds
+            }
+            return (replyProgram, CheckpasswordCache(folder: folder, maxStale: maxStale))
         } catch {
             throw Failure(status: .protocolError, message: describe(error))
         }

@@ -147,7 +147,7 @@ import Testing
 
         #expect(result == ProcessResult(status: 2, stdout: "", stderr: """
             mailcloakctl checkpassword: missing REPLY-PROGRAM
-            usage: mailcloakctl [--database-url URL | --config FILE] checkpassword REPLY-PROGRAM...
+            usage: mailcloakctl [--database-url URL | --config FILE] checkpassword [--cache-dir DIR [--max-stale DURATION]] [--] REPLY-PROGRAM...
 
             """))
     }

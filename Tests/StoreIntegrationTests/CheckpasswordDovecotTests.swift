@@ -33,6 +33,10 @@ import Testing
         #expect(unknown.status == 77, "\(unknown)")
         #expect(disabledApp.status == 77, "\(disabledApp)")
         #expect(!(try dovecot.log()).contains("Panic"))
+        // The login ran as the dovecot user, which wrote the app's outage cache entry.
+        let entry = try FileManager.default.attributesOfItem(atPath: dovecot.folder + "/checkpassword-cache/app-mailer")
+        #expect(entry[.ownerAccountName] as? String == "dovecot")
+        #expect(entry[.posixPermissions] as? Int == 0o600)
     }
 }
 
@@ -78,10 +82,19 @@ final class CheckpasswordDovecot {
         let mailcloakConfigPath = folder + "/mailcloak.yaml"
         let oauth2Path = folder + "/dovecot-oauth2.conf.ext"
 
+        let cachePath = folder + "/checkpassword-cache"
         let wrapper = try Self.deployFile("mailcloak-checkpassword")
             .replacingOccurrences(of: "/usr/local/bin/mailcloakctl", with: try mailcloakctlPath())
             .replacingOccurrences(of: "/etc/mailcloak/mailcloak.yaml", with: mailcloakConfigPath)
+            .replacingOccurrences(of: "/var/cache/mailcloak-checkpassword", with: cachePath)
         try write(wrapper, to: wrapperPath, permissions: 0o755)
+        // The outage cache folder of the README's install step: the dovecot user's, mode 0700.
+        guard let dovecotUser = getpwnam("dovecot") else { throw TestSetupError(description: "no dovecot user") }
+        try FileManager.default.createDirectory(
+            atPath: cachePath, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        guard chown(cachePath, dovecotUser.pointee.pw_uid, dovecotUser.pointee.pw_gid) == 0 else {
+            throw TestSetupError(description: "chown \(cachePath) failed: errno \(errno)")
+        }
         try write("""
             listeners:
               - name: local
