@@ -205,7 +205,7 @@ struct EndToEndStack: Sendable {
     private static func start(settings: StackSettings, directory: URL, teardown: Teardown) throws -> EndToEndStack {
         let database = try TestDatabase.create(adminURL: settings.adminDatabaseURL)
         teardown.add("drop database \(database.name)") { try database.drop() }
-        let secretHash = try seed(database, settings: settings)
+        try seed(database, settings: settings)
 
         let keycloak = try KeycloakDevProcess.start(sourceRoot: settings.sourceRoot, directory: directory)
         teardown.add("stop keycloak_dev.py") { try keycloak.stop() }
@@ -214,7 +214,8 @@ struct EndToEndStack: Sendable {
             settings: settings, directory: directory, databaseURL: database.url, keycloakBaseURL: keycloak.baseURL)
         teardown.add("stop mailcloak") { try mailcloak.stop() }
 
-        let dovecot = try startDovecot(directory: directory, appID: appID, secretHash: secretHash, keycloak: keycloak)
+        let dovecot = try startDovecot(
+            directory: directory, settings: settings, databaseURL: database.url, keycloak: keycloak)
         teardown.add("stop Dovecot") { try dovecot.stop() }
 
         let postfix = try PostfixInstance.start(
@@ -230,8 +231,8 @@ struct EndToEndStack: Sendable {
             mailcloak: mailcloak, dovecot: dovecot, postfix: postfix, teardown: teardown)
     }
 
-    /// Migrates and seeds the database, and returns the argon2id hash stored for the app.
-    private static func seed(_ database: TestDatabase, settings: StackSettings) throws -> String {
+    /// Migrates and seeds the database, with the app that Dovecot checks through the checkpassword wrapper.
+    private static func seed(_ database: TestDatabase, settings: StackSettings) throws {
         let ctl = MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url)
         try ctl.runChecked(["migrate"])
         try ctl.runChecked(["domains", "add", "example.com"])
@@ -239,7 +240,7 @@ struct EndToEndStack: Sendable {
         try ctl.runChecked(["domains", "disable", "disabled.test"])
         try ctl.runChecked(["aliases", "add", "sales@example.com", "alice"])
         try ctl.runChecked(["aliases", "add", "support@example.com", "bob"])
-        return try addApp(
+        _ = try addApp(
             appID, secret: appSecret, sender: appSender, database: database, mailcloakctlPath: settings.mailcloakctlPath)
     }
 
@@ -265,25 +266,48 @@ struct EndToEndStack: Sendable {
         return hash
     }
 
-    /// Starts Dovecot with PLAIN checked against the argon2id hash that
-    /// `mailcloakctl apps add` stored for `appID`, and XOAUTH2 checked at
-    /// keycloak_dev.py's introspection endpoint.
-    ///
-    /// NOTE: The app's hash is copied from the apps table into a passwd-file,
-    /// so the SQL passdb of deploy/dovecot is not exercised here. Dovecot
-    /// 2.3.19 (Debian 12) aborts its auth process at start ("Panic: file
-    /// http-client.c: line 646 (http_client_context_close)") when a pgsql
-    /// passdb and an oauth2 passdb are configured together.
+    /// Starts Dovecot with PLAIN and LOGIN checked by the shipped
+    /// deploy/dovecot/mailcloak-checkpassword wrapper, which runs
+    /// `mailcloakctl checkpassword` against the apps table of `databaseURL`
+    /// with its outage cache, and XOAUTH2 checked at keycloak_dev.py's
+    /// introspection endpoint.
     static func startDovecot(
-        directory: URL, appID: String, secretHash: String, keycloak: KeycloakDevProcess
+        directory: URL, settings: StackSettings, databaseURL: String, keycloak: KeycloakDevProcess
     ) throws -> DovecotInstance {
-        let passwdFile = directory.appendingPathComponent("passwd")
-        try "\(appID):{ARGON2ID}\(secretHash)\n".write(to: passwdFile, atomically: true, encoding: .utf8)
-        chmod(passwdFile.path, 0o644)
+        let folder = directory.appendingPathComponent("checkpassword")
+        let cache = folder.appendingPathComponent("cache")
+        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+        chmod(folder.path, 0o755)
+        // The dovecot user runs the wrapper, so the cache is that user's, as the README's install step makes it.
+        guard let dovecotUser = getpwnam("dovecot"), chmod(cache.path, 0o700) == 0,
+            chown(cache.path, dovecotUser.pointee.pw_uid, dovecotUser.pointee.pw_gid) == 0
+        else {
+            throw StackSetupError.unexpectedOutput(command: "chown dovecot \(cache.path)", output: String(cString: strerror(errno)))
+        }
+        let configuration = folder.appendingPathComponent("mailcloak.yaml")
+        try """
+            listeners:
+              - name: unused
+                address: "tcp:127.0.0.1:10027"
+            database:
+              url: "\(databaseURL)"
+
+            """.write(to: configuration, atomically: true, encoding: .utf8)
+        chmod(configuration.path, 0o644)
+
+        let wrapper = folder.appendingPathComponent("mailcloak-checkpassword")
+        let shipped = settings.sourceRoot.appendingPathComponent("deploy/dovecot/mailcloak-checkpassword")
+        try String(contentsOf: shipped, encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/mailcloakctl", with: settings.mailcloakctlPath)
+            .replacingOccurrences(of: "/etc/mailcloak/mailcloak.yaml", with: configuration.path)
+            .replacingOccurrences(of: "/var/cache/mailcloak-checkpassword", with: cache.path)
+            .write(to: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper.path, 0o755)
+
         return try DovecotInstance.start(
             directory: directory.appendingPathComponent("dovecot"),
             authPort: try TestEnvironment.freePorts(count: 1),
-            passwdFile: passwdFile,
+            checkpassword: wrapper.path,
             introspectionURL: keycloak.introspectionURL
         )
     }

@@ -102,7 +102,7 @@ struct FleetStack: Sendable {
         teardown.add("stop PostgreSQL") { try postgres.stop() }
         let adminURL = try postgres.start()
         let database = try TestDatabase.create(adminURL: adminURL)
-        let secretHash = try seed(database, settings: settings)
+        try seed(database, settings: settings)
 
         let redis = try RedisTestServer()
         teardown.add("stop redis-server") { redis.stop() }
@@ -132,7 +132,7 @@ struct FleetStack: Sendable {
             teardown: teardown)
 
         let dovecot = try EndToEndStack.startDovecot(
-            directory: directory, appID: appID, secretHash: secretHash, keycloak: keycloak)
+            directory: directory, settings: settings, databaseURL: database.url, keycloak: keycloak)
         teardown.add("stop Dovecot") { try dovecot.stop() }
 
         let postfix = try PostfixInstance.start(
@@ -167,13 +167,13 @@ struct FleetStack: Sendable {
         return (certificates, live)
     }
 
-    /// Migrates and seeds the database, and returns the argon2id hash stored for the app.
-    private static func seed(_ database: TestDatabase, settings: StackSettings) throws -> String {
+    /// Migrates and seeds the database, with the app that Dovecot checks through the checkpassword wrapper.
+    private static func seed(_ database: TestDatabase, settings: StackSettings) throws {
         let ctl = MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url)
         try ctl.runChecked(["migrate"])
         try ctl.runChecked(["domains", "add", "example.com"])
         try ctl.runChecked(["aliases", "add", "sales@example.com", "alice"])
-        return try EndToEndStack.addApp(
+        _ = try EndToEndStack.addApp(
             appID, secret: appSecret, sender: appSender, database: database, mailcloakctlPath: settings.mailcloakctlPath)
     }
 

@@ -182,7 +182,8 @@ struct Fleet {
     }
 
     /// With PostgreSQL stopped, user, alias and app decisions come from each
-    /// instance's snapshot. After the restart every instance reconnects.
+    /// instance's snapshot, and apps log in through the outage cache of the
+    /// checkpassword wrapper. After the restart every instance reconnects.
     @Test func postgresOutageServedFromSnapshot() throws {
         let stack = try FleetStack.require()
         try stack.ensureHealthy()
@@ -201,6 +202,8 @@ struct Fleet {
 
         #expect(beforeOutage.filter { !$0.matches }.map(\.description) == [])
         #expect(duringOutage.filter { !$0.matches }.map(\.description) == [])
+        // The app logged in through the checkpassword wrapper's outage cache.
+        #expect(stack.dovecot.log().contains("; app \(FleetStack.appID) checked against its hash cached "))
         #expect(readyDuringOutage == [200, 200, 200])
         #expect(reconnected == [true, true, true])
         #expect(afterOutage.filter { !$0.matches }.map(\.description) == [])

@@ -420,7 +420,26 @@ struct DovecotInstance: Sendable {
         passwdFile: URL,
         introspectionURL: String? = nil
     ) throws -> DovecotInstance {
-        var arguments = [script, "start", directory.path, String(authPort), passwdFile.path]
+        try start(directory: directory, authPort: authPort, passdb: [passwdFile.path], introspectionURL: introspectionURL)
+    }
+
+    /// Starts the auth service on 127.0.0.1:`authPort` with PLAIN and LOGIN
+    /// checked by `checkpassword`, a program the dovecot user can run.
+    static func start(
+        directory: URL,
+        authPort: UInt16,
+        checkpassword: String,
+        introspectionURL: String? = nil
+    ) throws -> DovecotInstance {
+        try start(
+            directory: directory, authPort: authPort, passdb: ["-", "--checkpassword", checkpassword],
+            introspectionURL: introspectionURL)
+    }
+
+    private static func start(
+        directory: URL, authPort: UInt16, passdb: [String], introspectionURL: String?
+    ) throws -> DovecotInstance {
+        var arguments = [script, "start", directory.path, String(authPort)] + passdb
         if let introspectionURL {
             arguments += ["--oauth2-introspection-url", introspectionURL]
         }

@@ -4,12 +4,14 @@
 # It has its own base_dir, state_dir and log under DIR and leaves the system
 # Dovecot alone. No IMAP, POP3 or LMTP service runs.
 #
-#   dovecot.sh start DIR AUTH_PORT|SOCKET PASSWD_FILE [--oauth2-introspection-url URL]
-#              [--oauth2-username-attribute NAME]
+#   dovecot.sh start DIR AUTH_PORT|SOCKET PASSWD_FILE|- [--checkpassword PROGRAM]
+#              [--oauth2-introspection-url URL] [--oauth2-username-attribute NAME]
 #   dovecot.sh stop DIR
 #
 # PLAIN and LOGIN check passwords in PASSWD_FILE (passwd-file format,
-# "user:{SCHEME}password"; entries without a scheme are PLAIN). With
+# "user:{SCHEME}password"; entries without a scheme are PLAIN), or with
+# --checkpassword (and - for PASSWD_FILE) through a checkpassword program,
+# such as deploy/dovecot/mailcloak-checkpassword, run as the dovecot user. With
 # --oauth2-introspection-url, XOAUTH2 and OAUTHBEARER check the bearer token
 # at that RFC 7662 endpoint (Keycloak: .../protocol/openid-connect/token/introspect,
 # client credentials in the URL as http://client:secret@127.0.0.1:port/...).
@@ -30,13 +32,15 @@ die() {
 
 usage() {
     cat >&2 <<'EOF'
-usage: dovecot.sh start DIR AUTH_PORT|SOCKET PASSWD_FILE [--oauth2-introspection-url URL]
-                  [--oauth2-username-attribute NAME]
+usage: dovecot.sh start DIR AUTH_PORT|SOCKET PASSWD_FILE|- [--checkpassword PROGRAM]
+                  [--oauth2-introspection-url URL] [--oauth2-username-attribute NAME]
        dovecot.sh stop DIR
   DIR           directory of the instance (created if missing)
   AUTH_PORT     auth service port on 127.0.0.1 (Postfix: smtpd_sasl_path = inet:127.0.0.1:AUTH_PORT)
   SOCKET        or an absolute UNIX socket path (Postfix: smtpd_sasl_path = SOCKET)
   PASSWD_FILE   passwd-file for PLAIN and LOGIN; must be readable by the dovecot user
+  --checkpassword PROGRAM          check PLAIN and LOGIN with this checkpassword program instead
+                                   (PASSWD_FILE is then -); the dovecot user must be able to run it
   --oauth2-introspection-url URL   enable XOAUTH2 and OAUTHBEARER against this endpoint
   --oauth2-username-attribute NAME token attribute that must equal the SASL user (default email)
 EOF
@@ -88,8 +92,34 @@ wait_for_auth() {
     return 1
 }
 
+# Prints the passdb for PLAIN and LOGIN: checkpassword program $2 when set,
+# else passwd-file $1.
+app_passdb() {
+    if [[ -n $2 ]]; then
+        # default_vsz_limit = 0: the auth process's address-space limit (256 MB
+        # by default) also binds the checkpassword program, and a mailcloakctl
+        # built with the thread sanitizer maps far more than that.
+        cat <<EOF
+default_vsz_limit = 0
+passdb {
+  driver = checkpassword
+  mechanisms = plain login
+  args = $2
+}
+EOF
+    else
+        cat <<EOF
+passdb {
+  driver = passwd-file
+  mechanisms = plain login
+  args = scheme=PLAIN $1
+}
+EOF
+    fi
+}
+
 write_config() {
-    local dir=$1 listener=$2 passwd_file=$3 introspection_url=$4 username_attribute=$5
+    local dir=$1 listener=$2 passwd_file=$3 introspection_url=$4 username_attribute=$5 checkpassword=$6
     local mechanisms="plain login"
     [[ -z $introspection_url ]] || mechanisms="plain login xoauth2 oauthbearer"
 
@@ -111,11 +141,7 @@ auth_failure_delay = 0
 # and Postfix reports the lower-cased name as sasl_username.
 auth_username_format = %Lu
 
-passdb {
-  driver = passwd-file
-  mechanisms = plain login
-  args = scheme=PLAIN $passwd_file
-}
+$(app_passdb "$passwd_file" "$checkpassword")
 userdb {
   driver = static
   args = uid=nobody gid=nogroup home=/nonexistent
@@ -168,10 +194,10 @@ EOF
 
 cmd_start() {
     (($# >= 3)) || usage
-    local dir=$1 listener=$2 passwd_file=$3 introspection_url="" username_attribute=email
+    local dir=$1 listener=$2 passwd_file=$3 introspection_url="" username_attribute=email checkpassword=""
     shift 3
     [[ $dir == /* ]] || dir=$PWD/$dir
-    [[ $passwd_file == /* ]] || passwd_file=$PWD/$passwd_file
+    [[ $passwd_file == - || $passwd_file == /* ]] || passwd_file=$PWD/$passwd_file
     if [[ $listener != /* ]]; then
         [[ $listener =~ ^[0-9]{1,5}$ ]] && ((listener >= 1 && listener <= 65535)) ||
             die "invalid AUTH_PORT '$listener': expected a port number from 1 to 65535 or an absolute socket path"
@@ -185,6 +211,12 @@ cmd_start() {
                 introspection_url=$2
                 shift 2
                 ;;
+            --checkpassword)
+                (($# >= 2)) || die "--checkpassword needs a program path"
+                [[ $2 == /* ]] || die "invalid --checkpassword '$2': expected an absolute path"
+                checkpassword=$2
+                shift 2
+                ;;
             --oauth2-username-attribute)
                 (($# >= 2)) || die "--oauth2-username-attribute needs a name, for example email"
                 [[ $2 =~ ^[A-Za-z0-9_.]+$ ]] || die "invalid token attribute name '$2'"
@@ -194,9 +226,16 @@ cmd_start() {
             *) die "invalid argument '$1'" ;;
         esac
     done
-    [[ -f $passwd_file ]] || die "PASSWD_FILE $passwd_file not found"
-    runuser -u dovecot -- test -r "$passwd_file" ||
-        die "PASSWD_FILE $passwd_file is not readable by the dovecot user (check its mode and its parent directories)"
+    if [[ -n $checkpassword ]]; then
+        [[ $passwd_file == - ]] || die "give - as PASSWD_FILE with --checkpassword"
+        runuser -u dovecot -- test -x "$checkpassword" ||
+            die "--checkpassword $checkpassword cannot be run by the dovecot user (check its mode and its parent directories)"
+    else
+        [[ $passwd_file != - ]] || die "PASSWD_FILE - needs --checkpassword PROGRAM"
+        [[ -f $passwd_file ]] || die "PASSWD_FILE $passwd_file not found"
+        runuser -u dovecot -- test -r "$passwd_file" ||
+            die "PASSWD_FILE $passwd_file is not readable by the dovecot user (check its mode and its parent directories)"
+    fi
 
     if master_pid "$dir" >/dev/null; then
         cmd_stop "$dir"
@@ -209,7 +248,7 @@ cmd_start() {
     fi
     mkdir -p "$dir/run" "$dir/state"
     chmod 755 "$dir"
-    write_config "$dir" "$listener" "$passwd_file" "$introspection_url" "$username_attribute"
+    write_config "$dir" "$listener" "$passwd_file" "$introspection_url" "$username_attribute" "$checkpassword"
     doveconf -c "$dir/dovecot.conf" -n >/dev/null || die "invalid configuration $dir/dovecot.conf"
 
     dovecot -c "$dir/dovecot.conf" || die "dovecot failed to start; see $dir/dovecot.log"
