@@ -35,7 +35,18 @@
 # many smtpd and cleanup processes), BENCH_SETUPS ("static mailcloak pgsql";
 # nopolicy may be added),
 # BENCH_SCRATCH_PATH (a SwiftPM scratch path for the release build; default
-# .build), BENCH_KEEP (1 keeps the work folder with every log).
+# .build), BENCH_KEEP (1 keeps the work folder with every log),
+# BENCH_NODE_CPUS and BENCH_CLUSTER_CPUS (CPU lists for taskset -c, both or
+# neither; see below).
+#
+# In service the cluster runs on other hosts than the Postfix node, and the
+# senders are elsewhere too. On one machine every process shares its cores,
+# so the cluster's CPU time, and the load average it adds, slows the node
+# down as well. With BENCH_NODE_CPUS=0 BENCH_CLUSTER_CPUS=1 the node
+# (the Postfix instances and stunnel) keeps CPU 0 to itself, and the cluster
+# (HAProxy, mailcloak, PostgreSQL, the Keycloak development directory) and
+# smtp-source share CPU 1: the node's message rate then depends on the
+# node's own work, as on a separate host.
 # Runs as root (Postfix's master does) and needs ports 15440, 18090 and
 # 17200 to 17237 on 127.0.0.1.
 set -euo pipefail
@@ -52,6 +63,8 @@ instances=${BENCH_INSTANCES:-3}
 process_limit=${BENCH_PROCESS_LIMIT:-50}
 setups=${BENCH_SETUPS:-"static mailcloak pgsql"}
 keep=${BENCH_KEEP:-0}
+node_cpus=${BENCH_NODE_CPUS:-}
+cluster_cpus=${BENCH_CLUSTER_CPUS:-}
 
 pg_port=15440
 keycloak_port=18090
@@ -85,6 +98,12 @@ check_number BENCH_INSTANCES "$instances" 1 9
 check_number BENCH_PROCESS_LIMIT "$process_limit" 1 1000
 for setup in $setups; do
     [[ -n ${smtp_port[$setup]:-} ]] || die "invalid setup '$setup' in BENCH_SETUPS: expected static, mailcloak, nopolicy or pgsql"
+done
+[[ -z $node_cpus && -z $cluster_cpus ]] || [[ -n $node_cpus && -n $cluster_cpus ]] ||
+    die "set both BENCH_NODE_CPUS and BENCH_CLUSTER_CPUS, or neither"
+for cpus in "$node_cpus" "$cluster_cpus"; do
+    [[ -z $cpus ]] || taskset -c "$cpus" true 2>/dev/null ||
+        die "invalid CPU list '$cpus': expected a list for taskset -c (such as 0 or 0-1) of CPUs this machine has"
 done
 [[ $(id -u) == 0 ]] || die "must run as root (the Postfix master runs as root)"
 
@@ -196,6 +215,7 @@ listeners:
       certificate: $certs/server.crt
       key: $certs/server.key
       client_ca: $certs/ca.crt
+      session_ticket_keys: $certs/ticket-keys
     acl:
       - name: mx1
         identities: ["uri:spiffe://mail.example/node/mx1"]
@@ -227,6 +247,10 @@ YAML
 
 start_mailcloak() {
     certs-example/make-certs.sh "$certs" mailcloak.example.internal mx1 >/dev/null
+    # One ticket key for every instance, as deploy/ advises for a cluster, so
+    # that a stunnel connection can resume its TLS session on whichever instance
+    # HAProxy picks.
+    (umask 077 && openssl rand -hex 80 >"$certs/ticket-keys")
     local i
     for ((i = 1; i <= instances; i++)); do
         write_mailcloak_config "$i" "$demo_dir/mailcloak-$i.yaml"
@@ -351,6 +375,48 @@ start_postfix() {
     done
 }
 
+# --- CPU placement ---
+
+# Binds each process id in $2... and all its descendants, every thread of
+# each, to the CPU list $1. Processes they start later inherit the binding.
+pin_tree() {
+    local cpus=$1 pid
+    shift
+    for pid in $(ps -e -o pid=,ppid= | awk -v roots="$*" '
+        BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
+        { parent[$1] = $2 }
+        END {
+            do {
+                added = 0
+                for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; added = 1 }
+            } while (added)
+            for (p in keep) print p
+        }'); do
+        taskset -a -p -c "$cpus" "$pid" >/dev/null 2>&1 || true
+    done
+}
+
+pin_processes() {
+    [[ -n $node_cpus ]] || return 0
+    local setup masters=()
+    for setup in $setups; do
+        masters+=("$(head -n 1 "$demo_dir/postfix-$setup/spool/pid/master.pid" | tr -d ' ')")
+    done
+    pin_tree "$node_cpus" "${masters[@]}" ${stunnel_pid:-}
+    pin_tree "$cluster_cpus" ${haproxy_pid:-} "${mailcloak_pids[@]}" \
+        "$(head -n 1 "$demo_dir/pg/data/postmaster.pid")" "$keycloak_pid"
+}
+
+# Runs smtp-source with the arguments $@, on the cluster's CPUs when the
+# processes are placed: the senders stand for other hosts, not the node.
+run_smtp_source() {
+    if [[ -n $cluster_cpus ]]; then
+        taskset -c "$cluster_cpus" smtp-source "$@"
+    else
+        smtp-source "$@"
+    fi
+}
+
 # --- Runs ---
 
 # Prints, for each process id in $@, the CPU time in clock ticks that it and
@@ -422,7 +488,7 @@ cpu_per_message() {
     }'
 }
 
-# Prints mailcloak's non-zero reply and identity provider counters, summed
+# Prints mailcloak's non-zero reply, identity provider and TLS handshake counters, summed
 # over the instances, then the replies of each instance. $1 names the moment.
 print_mailcloak_counters() {
     local i
@@ -430,7 +496,9 @@ print_mailcloak_counters() {
     echo "== mailcloak counters $1, summed over the instances"
     for ((i = 1; i <= instances; i++)); do
         curl -sf "http://127.0.0.1:$((metrics_base_port + i))/metrics" || die "no metrics from mailcloak instance $i"
-    done | awk '/^mailcloak_(requests|identity_provider_calls)_total\{/ { sum[$1] += $2 }
+    done | awk '/^mailcloak_(requests|identity_provider_calls|tls_handshakes|tls_sessions_resumed)_total\{/ {
+            # Each instance names its listener after itself; sum over the instances.
+            series = $1; gsub(/listener="[^"]*",?/, "", series); sub(/\{\}$/, "", series); sum[series] += $2 }
         END { for (series in sum) if (sum[series] > 0) printf "%s %d\n", series, sum[series] }' | sort
     for ((i = 1; i <= instances; i++)); do
         echo "instance $i: $(curl -sf "http://127.0.0.1:$((metrics_base_port + i))/metrics" |
@@ -448,7 +516,7 @@ run_setup() {
     cpu_before=$(cpu_snapshot "$setup")
 
     start=$(date +%s.%N)
-    if ! smtp-source -s "$sessions" -m "$messages" -N -M client.test -f "$sender" \
+    if ! run_smtp_source -s "$sessions" -m "$messages" -N -M client.test -f "$sender" \
         -t "$recipient_local@$recipient_domain" "127.0.0.1:${smtp_port[$setup]}" >"$demo_dir/$name.out" 2>&1; then
         die "smtp-source failed against $setup ($name): $(tail -n 3 "$demo_dir/$name.out"); see $log"
     fi
@@ -497,10 +565,14 @@ else
     stunnel_port=$haproxy_port
 fi
 start_postfix
+pin_processes
 
 echo "machine: $(nproc) cores, $(uname -r), $(postconf -h mail_version | sed 's/^/Postfix /'), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "load: smtp-source -s $sessions -m $messages -N, one recipient a message, new connection a message;" \
     "default_process_limit $process_limit; $instances mailcloak instance(s) with 1 reactor thread each"
+if [[ -n $node_cpus ]]; then
+    echo "placement: node (Postfix, stunnel) on CPU $node_cpus; cluster (HAProxy, mailcloak, PostgreSQL, Keycloak) and smtp-source on CPU $cluster_cpus"
+fi
 echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 for setup in $setups; do
     run_setup "$setup" "$setup-warmup"
