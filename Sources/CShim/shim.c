@@ -137,9 +137,11 @@ static int mc_ticket_key_use(const unsigned char *key, unsigned char *iv, EVP_CI
 }
 
 // OpenSSL's ticket key callback. Encrypting: 1 with the first key, -1 on
-// failure. Decrypting: 1 for the first key, 2 for an older one (OpenSSL then
-// sends a new ticket under the first), 0 for an unknown name (a full
-// handshake follows), -1 on failure.
+// failure. Decrypting: 2 (OpenSSL then sends a new ticket under the first
+// key) for an older key, and for any key in TLS 1.3, where clients such as
+// stunnel use each ticket once, as OpenSSL's own keys do; 1 for the first
+// key in TLS 1.2; 0 for an unknown name (a full handshake follows); -1 on
+// failure.
 static int mc_ticket_key_callback(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cipher,
                                   EVP_MAC_CTX *mac, int encrypt) {
     const mc_ticket_keys *keys = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), mc_ticket_keys_index);
@@ -152,7 +154,7 @@ static int mc_ticket_key_callback(SSL *ssl, unsigned char *name, unsigned char *
     for (size_t index = 0; index < keys->count; index++) {
         if (CRYPTO_memcmp(name, keys->keys[index], 16) != 0) continue;
         if (!mc_ticket_key_use(keys->keys[index], iv, cipher, mac, 0)) return -1;
-        return index == 0 ? 1 : 2;
+        return index == 0 && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
     }
     return 0;
 }

@@ -21,6 +21,15 @@ private func randomKey() -> String {
     return (0..<80).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
 }
 
+/// The ticket bytes of a client session; empty when it holds none.
+private func ticket(of session: OpaquePointer?) -> [UInt8] {
+    var data: UnsafePointer<UInt8>?
+    var length = 0
+    SSL_SESSION_get0_ticket(session, &data, &length)
+    guard let data else { return [] }
+    return Array(UnsafeBufferPointer(start: data, count: length))
+}
+
 private func server(ticketKeys path: String?) throws -> TLSServer {
     var tls = Fixture.tlsConfig()
     tls.sessionTicketKeys = path
@@ -60,6 +69,7 @@ private struct Visit {
         defer { issued.free() }
         let elsewhere = Visit(second, offering: issued.session)
         defer { elsewhere.free() }
+
         // A context without shared keys has random keys of its own: a full handshake, still answered.
         let unshared = Visit(withoutKeys, offering: issued.session)
         defer { unshared.free() }
@@ -68,6 +78,9 @@ private struct Visit {
         #expect(!issued.resumed)
         #expect(elsewhere.answered)
         #expect(elsewhere.resumed)
+        // Clients such as stunnel use a TLS 1.3 ticket once, so a resumed handshake must hand out a new one.
+        let renewed = ticket(of: elsewhere.session) != ticket(of: issued.session)
+        #expect(renewed)
         #expect(unshared.answered)
         #expect(!unshared.resumed)
     }
