@@ -137,11 +137,11 @@ static int mc_ticket_key_use(const unsigned char *key, unsigned char *iv, EVP_CI
 }
 
 // OpenSSL's ticket key callback. Encrypting: 1 with the first key, -1 on
-// failure. Decrypting: 2 (OpenSSL then sends a new ticket under the first
-// key) for an older key, and for any key in TLS 1.3, where clients such as
-// stunnel use each ticket once, as OpenSSL's own keys do; 1 for the first
-// key in TLS 1.2; 0 for an unknown name (a full handshake follows); -1 on
-// failure.
+// failure. Decrypting: 0 for an unknown name (a full handshake follows), -1
+// on failure, 1 for the first key in TLS 1.2, and otherwise 2, so that
+// OpenSSL sends a new ticket under the first key. TLS 1.3 always gets 2,
+// because clients such as stunnel use each ticket once; OpenSSL's own keys
+// renew every TLS 1.3 ticket too.
 static int mc_ticket_key_callback(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cipher,
                                   EVP_MAC_CTX *mac, int encrypt) {
     const mc_ticket_keys *keys = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), mc_ticket_keys_index);
@@ -172,6 +172,62 @@ int mc_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t c
         return 0;
     }
     return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, mc_ticket_key_callback) == 1;
+}
+
+// --- Resumption bounded by the age of the full handshake ---
+
+// A ticket's application data: a version byte, then the time of the full
+// handshake, in seconds since 1970 as 8 bytes, most significant first.
+enum { MC_AUTH_TIME_VERSION = 1, MC_AUTH_TIME_LENGTH = 9 };
+
+// Called before OpenSSL encrypts a ticket. A session from a full handshake
+// gets the time now. A resumed session keeps the time that came with its
+// ticket, the time of its full handshake.
+static int mc_ticket_generate(SSL *ssl, void *arg) {
+    (void)arg;
+    SSL_SESSION *session = SSL_get_session(ssl);
+    if (session == NULL) return 0;
+    void *data = NULL;
+    size_t length = 0;
+    if (SSL_session_reused(ssl) && SSL_SESSION_get0_ticket_appdata(session, &data, &length) == 1
+        && length == MC_AUTH_TIME_LENGTH) {
+        return 1;
+    }
+    unsigned char stamp[MC_AUTH_TIME_LENGTH];
+    uint64_t now = (uint64_t)time(NULL);
+    stamp[0] = MC_AUTH_TIME_VERSION;
+    for (int index = 0; index < 8; index++) stamp[1 + index] = (unsigned char)(now >> (56 - 8 * index));
+    return SSL_SESSION_set1_ticket_appdata(session, stamp, sizeof stamp);
+}
+
+// Called after OpenSSL decrypted (or failed to decrypt) a ticket. A ticket
+// without a readable time, or whose full handshake lies more than the bound
+// in `arg` (seconds) in the past, is not used: the client makes a full
+// handshake and gets a new ticket.
+static SSL_TICKET_RETURN mc_ticket_decrypted(SSL *ssl, SSL_SESSION *session, const unsigned char *name,
+                                             size_t name_length, SSL_TICKET_STATUS status, void *arg) {
+    (void)ssl, (void)name, (void)name_length;
+    if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW) return SSL_TICKET_RETURN_IGNORE_RENEW;
+    void *data = NULL;
+    size_t length = 0;
+    if (session == NULL || SSL_SESSION_get0_ticket_appdata(session, &data, &length) != 1
+        || length != MC_AUTH_TIME_LENGTH || ((const unsigned char *)data)[0] != MC_AUTH_TIME_VERSION) {
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    uint64_t stamp = 0;
+    for (int index = 0; index < 8; index++) stamp = stamp << 8 | ((const unsigned char *)data)[1 + index];
+    uint64_t now = (uint64_t)time(NULL);
+    uint64_t max_age = (uint64_t)(intptr_t)arg;
+    // A time in the future (beyond a minute of clock skew between instances) is not trusted either.
+    if (stamp > now + 60 || (now > stamp && now - stamp > max_age)) return SSL_TICKET_RETURN_IGNORE_RENEW;
+    return status == SSL_TICKET_SUCCESS_RENEW ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+}
+
+int mc_ssl_ctx_bound_resumption(SSL_CTX *ctx, long max_age_seconds) {
+    if (max_age_seconds <= 0) return 0;
+    SSL_CTX_set_timeout(ctx, max_age_seconds);
+    return SSL_CTX_set_session_ticket_cb(ctx, mc_ticket_generate, mc_ticket_decrypted,
+                                         (void *)(intptr_t)max_age_seconds);
 }
 
 uint64_t mc_ssl_ctx_set_server_options(SSL_CTX *ctx) {

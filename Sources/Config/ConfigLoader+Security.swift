@@ -52,6 +52,7 @@ extension ConfigLoader {
         try section.readInt("verify_depth", into: &tls.verifyDepth, range: 1...10)
         try section.readDuration("handshake_timeout", into: &tls.handshakeTimeout, range: 0.1...300)
         try section.readDuration("expiry_warning", into: &tls.expiryWarning, range: 0...(366 * 86400))
+        try section.readDuration("resumption_max_age", into: &tls.resumptionMaxAge, range: 1...86400)
         try section.readDuration("reload_interval", into: &tls.reloadInterval, range: 0...3600)
         if tls.reloadInterval > 0 && tls.reloadInterval < 1 {
             throw invalid(try section.required("reload_interval"), section.path("reload_interval"),

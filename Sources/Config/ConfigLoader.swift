@@ -22,6 +22,7 @@ public enum ConfigLoader {
             [
                 "certificate", "key", "client_ca", "crl", "min_version", "ciphers", "cipher_suites", "verify_depth",
                 "handshake_timeout", "expiry_warning", "reload_interval", "session_ticket_keys",
+                "resumption_max_age",
             ]
         ),
         ("listeners[].acl[]", ["name", "identities", "networks", "services"]),

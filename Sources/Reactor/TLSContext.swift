@@ -122,6 +122,9 @@ public final class TLSContext: @unchecked Sendable {
         let sessionContext = Array("mailcloak".utf8)
         _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))
         _ = mc_ssl_ctx_set_server_session_cache(context)
+        guard mc_ssl_ctx_bound_resumption(context, Int(config.resumptionMaxAge.rounded(.up))) == 1 else {
+            throw TLSError("cannot bound session resumption: \(openSSLErrors())")
+        }
         if let path = config.sessionTicketKeys {
             var keys = try readTicketKeys(path)
             defer { keys.withUnsafeMutableBytes { _ = memset($0.baseAddress!, 0, $0.count) } }

@@ -16,6 +16,7 @@ private let tlsListener = """
           min_version: "1.3"
           handshake_timeout: 2s
           session_ticket_keys: /etc/m/ticket-keys
+          resumption_max_age: 30m
         acl:
           - name: nodes
             identities: ["cn:mx1", "DNS:MX2.example", "uri:spiffe://mail.example/node/mx3"]
@@ -30,6 +31,7 @@ private let tlsListener = """
     tls.minVersion = .tls13
     tls.handshakeTimeout = 2
     tls.sessionTicketKeys = "/etc/m/ticket-keys"
+    tls.resumptionMaxAge = 1800
     #expect(listener.tls == tls)
     // The key file is watched for changes with the certificate files.
     #expect(tls.files == ["/etc/m/server.crt", "/etc/m/server.key", "/etc/m/ca.crt", "/etc/m/ca.crl", "/etc/m/ticket-keys"])
@@ -58,7 +60,7 @@ private let tlsListener = """
         .invalidValue(
             found: "\"common:mx2\"",
             expected: "cn:NAME, dns:NAME, uri:URI or sha256:HEX (64 hex digits, colons allowed)"),
-        keyPath: "listeners[0].acl[0].identities[1]", line: 15)
+        keyPath: "listeners[0].acl[0].identities[1]", line: 16)
     #expect(throws: expected) { try ConfigLoader.parse(yaml: yaml) }
 }
 

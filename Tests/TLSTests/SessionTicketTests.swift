@@ -21,7 +21,7 @@ private func randomKey() -> String {
     return (0..<80).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
 }
 
-/// The ticket bytes of a client session; empty when it holds none.
+/// Returns the ticket bytes of a client session, or nothing when it has none.
 private func ticket(of session: OpaquePointer?) -> [UInt8] {
     var data: UnsafePointer<UInt8>?
     var length = 0
@@ -30,13 +30,14 @@ private func ticket(of session: OpaquePointer?) -> [UInt8] {
     return Array(UnsafeBufferPointer(start: data, count: length))
 }
 
-private func server(ticketKeys path: String?) throws -> TLSServer {
+private func server(ticketKeys path: String?, resumptionMaxAge: Double = 7200) throws -> TLSServer {
     var tls = Fixture.tlsConfig()
     tls.sessionTicketKeys = path
+    tls.resumptionMaxAge = resumptionMaxAge
     return try TLSServer(Fixture.listenerConfig(tls: tls))
 }
 
-/// One answered request on a new connection to `server`, offering `session`.
+/// One request and its reply on a new connection to `server`, offering `session`.
 private struct Visit {
     /// Kept open: freeing a connection before a clean TLS shutdown marks its
     /// session as not resumable, and the session is shared with `session`.
@@ -70,7 +71,7 @@ private struct Visit {
         let elsewhere = Visit(second, offering: issued.session)
         defer { elsewhere.free() }
 
-        // A context without shared keys has random keys of its own: a full handshake, still answered.
+        // A context without shared keys has random keys of its own: a full handshake, still served.
         let unshared = Visit(withoutKeys, offering: issued.session)
         defer { unshared.free() }
 
@@ -121,6 +122,33 @@ private struct Visit {
         #expect(onNewKey.resumed)
         #expect(oldTicketOnNewKey.answered)
         #expect(!oldTicketOnNewKey.resumed)
+    }
+
+    /// Renewed tickets keep the time of the full handshake, so a client that
+    /// keeps resuming still makes a full handshake, with its certificate
+    /// checks, once resumption_max_age has passed since the last one.
+    @Test func resumptionEndsAtMaxAgeOfFullHandshake() throws {
+        let server = try server(ticketKeys: try keyFile([randomKey()]), resumptionMaxAge: 2)
+        defer { server.stop() }
+
+        let full = Visit(server, offering: nil)
+        defer { full.free() }
+        // Times are whole seconds: 1.5 s later the full handshake is 1 or 2 s old, within the bound.
+        Thread.sleep(forTimeInterval: 1.5)
+        let resumed = Visit(server, offering: full.session)
+        defer { resumed.free() }
+        Thread.sleep(forTimeInterval: 1.6)
+        // 3 or 4 s after the full handshake, though only 1 or 2 s after the ticket was renewed.
+        let expired = Visit(server, offering: resumed.session)
+        defer { expired.free() }
+        let renewed = ticket(of: resumed.session) != ticket(of: full.session)
+
+        #expect(full.answered)
+        #expect(resumed.answered)
+        #expect(resumed.resumed)
+        #expect(renewed)
+        #expect(expired.answered)
+        #expect(!expired.resumed)
     }
 
     @Test(arguments: [

@@ -72,6 +72,12 @@ enum { MC_TICKET_KEY_LENGTH = 80 };
 /// new one. Instances given the same keys resume each other's sessions.
 /// Returns 1, or 0 when `count` is 0 or memory ran out.
 int mc_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, const unsigned char *keys, size_t count);
+/// Bounds session resumption by the age of the full handshake, the one that
+/// checked the client certificate. A ticket records that handshake's time and
+/// keeps it through renewals. A ticket older than `max_age_seconds` makes the
+/// client do a full handshake again. Also sets the session lifetime to
+/// `max_age_seconds`. Returns 1, or 0 on failure.
+int mc_ssl_ctx_bound_resumption(SSL_CTX *ctx, long max_age_seconds);
 /// Sets options: no compression, no renegotiation, server cipher preference.
 uint64_t mc_ssl_ctx_set_server_options(SSL_CTX *ctx);
 /// Protocol version numbers, built from macros.
