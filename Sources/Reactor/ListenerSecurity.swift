@@ -113,7 +113,7 @@ public final class ListenerSecurity: Sendable {
                 context = try TLSContext.load(tls)
             } catch {
                 SecurityCounters.bump(counters.reloadFailures)
-                logger.error("TLS reload failed, keeping the current certificate, key, CA and CRL", [
+                logger.error("TLS reload failed, keeping the TLS context in use", [
                     (.listener, listenerName), (.reason, reason), (.error, error.message),
                 ])
                 return error

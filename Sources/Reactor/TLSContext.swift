@@ -170,10 +170,15 @@ func openSSLErrors() -> String {
     return messages.isEmpty ? "no detail from OpenSSL" : messages.joined(separator: "; ")
 }
 
+/// Checks that `path` is a regular file this process can open. Opening does not block, and a FIFO or
+/// device is refused, so that no read of the TLS files can hang a reload.
 private func checkReadable(_ path: String) throws(TLSError) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
-    Glibc.close(fd)
+    defer { Glibc.close(fd) }
+    var status = stat()
+    guard fstat(fd, &status) == 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    guard status.st_mode & S_IFMT == S_IFREG else { throw TLSError("\(path) is not a regular file") }
 }
 
 /// Whether the PEM key file holds an encrypted key (PKCS#8 or the legacy Proc-Type header).
@@ -202,7 +207,8 @@ private let maxTicketKeys = 16
 /// with `#` are skipped. Returns the keys one after the other.
 func readTicketKeys(_ path: String) throws(TLSError) -> [UInt8] {
     let limit = 64 * 1024
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    try checkReadable(path)
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
     defer { Glibc.close(fd) }
     var text = [UInt8](repeating: 0, count: limit + 1)
@@ -225,6 +231,9 @@ func readTicketKeys(_ path: String) throws(TLSError) -> [UInt8] {
         let blank: Set<UInt8> = [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r")]
         let trimmed = line.drop { blank.contains($0) }.reversed().drop { blank.contains($0) }.reversed()
         if trimmed.isEmpty || trimmed.first == UInt8(ascii: "#") { continue }
+        if lineNumber == 1 && trimmed.starts(with: [0xEF, 0xBB, 0xBF]) {
+            throw TLSError("session ticket key file \(path) line 1: starts with a byte order mark; save the file without one")
+        }
         guard trimmed.count == 2 * ticketKeyLength, let key = decodeHex(Array(trimmed)) else {
             throw TLSError("session ticket key file \(path) line \(lineNumber): invalid key, expected \(2 * ticketKeyLength) hexadecimal digits (openssl rand -hex \(ticketKeyLength))")
         }

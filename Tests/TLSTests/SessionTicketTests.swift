@@ -153,6 +153,7 @@ private struct Visit {
 
     @Test(arguments: [
         (["0011"], "line 1: invalid key, expected 160 hexadecimal digits (openssl rand -hex 80)"),
+        (["\u{FEFF}" + String(repeating: "ab", count: 80)], "line 1: starts with a byte order mark; save the file without one"),
         (["# comment", String(repeating: "g", count: 160)], "line 2: invalid key, expected 160 hexadecimal digits (openssl rand -hex 80)"),
         ([String(repeating: "ab", count: 80), "  " + String(repeating: "ab", count: 16) + String(repeating: "cd", count: 64)],
          "line 2: duplicate key name (the first 16 bytes) of line 1"),
@@ -180,5 +181,12 @@ private struct Visit {
 
         tls.sessionTicketKeys = "/nonexistent/ticket-keys"
         #expect(throws: TLSError("cannot read /nonexistent/ticket-keys: No such file or directory")) { try TLSContext.load(tls) }
+
+        // A FIFO would block the reading thread until someone writes to it.
+        let fifo = try keyFile([]) + ".fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        tls.sessionTicketKeys = fifo
+        #expect(throws: TLSError("\(fifo) is not a regular file")) { try TLSContext.load(tls) }
     }
 }
