@@ -1,11 +1,12 @@
-// The outage cache of `mailcloakctl checkpassword --cache-dir DIR`: the
-// secret hash of each app that logged in while PostgreSQL was reachable, one file
-// per app, so that the app can still log in while PostgreSQL is unreachable,
-// as mailcloak's own decisions go on from its snapshot. An entry serves for
-// at most `maxStale` seconds after the login that wrote it. The folder and
-// its files must belong to the user that runs the command (Dovecot's auth
-// process: dovecot) and be closed to every other user, because a planted
-// entry would let anyone who knows its secret in during an outage.
+// The outage cache of `mailcloakctl checkpassword --cache-dir DIR`. It keeps
+// the secret hash of each app that logged in while PostgreSQL was reachable,
+// one file per app. The app can then still log in while PostgreSQL is
+// unreachable, as mailcloak's own decisions go on from its snapshot. An entry
+// serves for at most `maxStale` seconds after the login that wrote it. The
+// folder and its files must belong to the user that runs the command
+// (Dovecot's auth process: dovecot) and be closed to every other user,
+// because a planted entry would let anyone who knows its secret in during an
+// outage.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,12 +35,17 @@ struct CheckpasswordCache {
         guard lstat(folder, &status) == 0 else {
             return "cannot use the cache folder \(folder): \(String(cString: strerror(errno)))"
         }
+        if status.st_mode & S_IFMT == S_IFLNK {
+            return "the cache folder \(folder) is a symbolic link; give the folder itself"
+        }
         guard status.st_mode & S_IFMT == S_IFDIR else { return "the cache folder \(folder) is not a directory" }
         guard status.st_uid == geteuid() else {
             return "the cache folder \(folder) belongs to user id \(status.st_uid), not to this process's \(geteuid())"
         }
-        guard status.st_mode & 0o022 == 0 else {
-            return "other users may write to the cache folder \(folder); make it mode 0700"
+        // Entry names are app ids, so a folder that others may read shows them which apps log in.
+        guard status.st_mode & 0o077 == 0 else {
+            let mode = String(status.st_mode & 0o777, radix: 8)
+            return "the cache folder \(folder) is open to other users (mode 0\(mode)); make it mode 0700"
         }
         return nil
     }
@@ -77,8 +83,17 @@ struct CheckpasswordCache {
         return nil
     }
 
+    /// Deletes the entry of `appID` when its hash differs from `secretHash`, the one PostgreSQL has
+    /// now, so that a replaced secret stops working from the cache too. Returns what went wrong, or nil.
+    func forgetOtherHash(appID: String, secretHash: String) -> String? {
+        guard case .hit(let cached, _) = lookUp(appID: appID, now: 0, ignoringAge: true), cached != secretHash else {
+            return nil
+        }
+        return remove(appID: appID)
+    }
+
     /// Returns the cached hash of `appID` when its entry is at most `maxStale` seconds old.
-    func lookUp(appID: String, now: Double = Double(time(nil))) -> Lookup {
+    func lookUp(appID: String, now: Double = Double(time(nil)), ignoringAge: Bool = false) -> Lookup {
         if let problem = folderProblem() { return .miss(reason: problem) }
 
         let path = entryPath(appID)
@@ -108,6 +123,7 @@ struct CheckpasswordCache {
             return .miss(reason: "ignoring \(path): not an entry of this format")
         }
 
+        if ignoringAge { return .hit(secretHash: String(lines[3]), age: 0) }
         let age = now - Double(stamp)
         guard age >= -60 else { return .miss(reason: "ignoring \(path): written in the future") }
         guard age <= maxStale else {

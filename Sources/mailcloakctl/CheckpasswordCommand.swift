@@ -94,6 +94,10 @@ enum CheckpasswordCommand {
             }
             throw Failure(status: .rejected, message: "")
         }
+        // A secret replaced since the entry was written must not keep working from the cache.
+        if let cache, let problem = cache.forgetOtherHash(appID: app.id, secretHash: app.secretHash) {
+            Output.err("mailcloakctl checkpassword: \(problem)\n")
+        }
         try verify(password, againstHash: app.secretHash, appID: app.id)
         erase(&password)
         // A cache that cannot be written costs the next outage, not this login.

@@ -99,11 +99,52 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: cache.path + "/app-mailer"))
     }
 
-    @Test func writableFolderIsNotTrusted() throws {
-        let database = try CheckpasswordCommandTests.databaseWithApps()
-        let cache = try Self.cacheFolder(mode: 0o777)
+    @Test func symlinkedFolderIsNotTrusted() throws {
+        let real = try Self.cacheFolder()
+        let link = real.path + "-link"
+        #expect(symlink(real.path, link) == 0)
+        defer { unlink(link) }
         let reply = try ReplyProgram()
-        let problem = "other users may write to the cache folder \(cache.path); make it mode 0700"
+
+        let duringOutage = try Self.login(Self.unreachable, "mailer", Self.secret, cache: link, reply: reply)
+
+        #expect(duringOutage.status == 111)
+        #expect(duringOutage.stderr.hasSuffix("; the cache folder \(link) is a symbolic link; give the folder itself\n"))
+    }
+
+    /// `apps secret` replaces a leaked secret: once any login of the app reaches PostgreSQL, the
+    /// old secret stops working from the cache as well.
+    @Test func replacedSecretLeavesCache() throws {
+        let database = try CheckpasswordCommandTests.databaseWithApps()
+        let cache = try Self.cacheFolder()
+        let reply = try ReplyProgram()
+        let newSecret = "staple battery horse"
+        _ = try Self.login(database.url, "mailer", Self.secret, cache: cache.path, reply: reply)
+        let replaced = try ctl(database, ["apps", "secret", "mailer", "--secret-stdin"], input: newSecret + "\n")
+        try #require(replaced.status == 0, "\(replaced)")
+
+        let oldOnline = try Self.login(database.url, "mailer", Self.secret, cache: cache.path, reply: reply)
+        let cachedAfterOld = FileManager.default.fileExists(atPath: cache.path + "/app-mailer")
+        let oldDuringOutage = try Self.login(Self.unreachable, "mailer", Self.secret, cache: cache.path, reply: reply)
+        let newOnline = try Self.login(database.url, "mailer", newSecret, cache: cache.path, reply: reply)
+        let newDuringOutage = try Self.login(Self.unreachable, "mailer", newSecret, cache: cache.path, reply: reply)
+        let oldAfterNew = try Self.login(Self.unreachable, "mailer", Self.secret, cache: cache.path, reply: reply)
+
+        #expect(oldOnline == ProcessResult(status: 1, stdout: "", stderr: ""))
+        #expect(!cachedAfterOld)
+        #expect(oldDuringOutage.status == 111)
+        #expect(oldDuringOutage.stderr.hasSuffix("; no cached hash for app mailer\n"))
+        #expect(newOnline == ProcessResult(status: 0, stdout: "", stderr: ""))
+        #expect(newDuringOutage.status == 0)
+        #expect(oldAfterNew.status == 111)
+    }
+
+    @Test(arguments: [0o777, 0o755, 0o750] as [mode_t])
+    func openFolderIsNotTrusted(mode: mode_t) throws {
+        let database = try CheckpasswordCommandTests.databaseWithApps()
+        let cache = try Self.cacheFolder(mode: mode)
+        let reply = try ReplyProgram()
+        let problem = "the cache folder \(cache.path) is open to other users (mode 0\(String(mode, radix: 8))); make it mode 0700"
 
         let online = try Self.login(database.url, "mailer", Self.secret, cache: cache.path, reply: reply)
         let duringOutage = try Self.login(Self.unreachable, "mailer", Self.secret, cache: cache.path, reply: reply)
