@@ -170,15 +170,28 @@ func openSSLErrors() -> String {
     return messages.isEmpty ? "no detail from OpenSSL" : messages.joined(separator: "; ")
 }
 
-/// Checks that `path` is a regular file this process can open. Opening does not block, and a FIFO or
-/// device is refused, so that no read of the TLS files can hang a reload.
-private func checkReadable(_ path: String) throws(TLSError) {
+/// Opens `path` for reading and returns the descriptor, which the caller closes. Opening does not
+/// block, and anything but a regular file (a FIFO, a device) is an error, so that no read of the TLS
+/// files can hang a reload.
+private func openRegularFile(_ path: String) throws(TLSError) -> Int32 {
     let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
-    defer { Glibc.close(fd) }
     var status = stat()
-    guard fstat(fd, &status) == 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
-    guard status.st_mode & S_IFMT == S_IFREG else { throw TLSError("\(path) is not a regular file") }
+    guard fstat(fd, &status) == 0 else {
+        let reason = String(cString: strerror(errno))
+        Glibc.close(fd)
+        throw TLSError("cannot read \(path): \(reason)")
+    }
+    guard status.st_mode & S_IFMT == S_IFREG else {
+        Glibc.close(fd)
+        throw TLSError("\(path) is not a regular file")
+    }
+    return fd
+}
+
+/// Checks that `path` is a regular file this process can open.
+private func checkReadable(_ path: String) throws(TLSError) {
+    Glibc.close(try openRegularFile(path))
 }
 
 /// Whether the PEM key file holds an encrypted key (PKCS#8 or the legacy Proc-Type header).
@@ -202,14 +215,12 @@ private let ticketKeyLength = 80
 /// Maximum number of keys in a ticket key file: the current one and those of past rotations.
 private let maxTicketKeys = 16
 
-/// Reads a session ticket key file: one key a line as 160 hexadecimal digits
-/// (`openssl rand -hex 80`), the newest first; blank lines and lines starting
-/// with `#` are skipped. Returns the keys one after the other.
-func readTicketKeys(_ path: String) throws(TLSError) -> [UInt8] {
+/// Reads a session ticket key file and returns its keys one after the other. The file has one key a
+/// line, the newest first, as 160 hexadecimal digits (`openssl rand -hex 80`). Blank lines and lines
+/// starting with `#` are skipped.
+private func readTicketKeys(_ path: String) throws(TLSError) -> [UInt8] {
     let limit = 64 * 1024
-    try checkReadable(path)
-    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-    guard fd >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    let fd = try openRegularFile(path)
     defer { Glibc.close(fd) }
     var text = [UInt8](repeating: 0, count: limit + 1)
     defer { text.withUnsafeMutableBytes { _ = memset($0.baseAddress!, 0, $0.count) } }
