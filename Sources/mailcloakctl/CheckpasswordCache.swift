@@ -5,7 +5,7 @@
 // serves for at most `maxStale` seconds after the login that wrote it. The
 // folder and its files must belong to the user that runs the command
 // (Dovecot's auth process: dovecot) and be closed to every other user,
-// because a planted entry would let anyone who knows its secret in during an
+// because a planted entry would admit anyone with its secret during an
 // outage.
 #if canImport(Glibc)
 import Glibc
@@ -86,49 +86,67 @@ struct CheckpasswordCache {
     /// Deletes the entry of `appID` when its hash differs from `secretHash`, the one PostgreSQL has
     /// now, so that a replaced secret stops working from the cache too. Returns what went wrong, or nil.
     func forgetOtherHash(appID: String, secretHash: String) -> String? {
-        guard case .hit(let cached, _) = lookUp(appID: appID, now: 0, ignoringAge: true), cached != secretHash else {
-            return nil
-        }
+        guard case .success(let entry) = readEntry(appID), entry.secretHash != secretHash else { return nil }
         return remove(appID: appID)
     }
 
     /// Returns the cached hash of `appID` when its entry is at most `maxStale` seconds old.
-    func lookUp(appID: String, now: Double = Double(time(nil)), ignoringAge: Bool = false) -> Lookup {
-        if let problem = folderProblem() { return .miss(reason: problem) }
+    func lookUp(appID: String, now: Double = Double(time(nil))) -> Lookup {
+        let entry: Entry
+        switch readEntry(appID) {
+        case .success(let found): entry = found
+        case .failure(let unusable): return .miss(reason: unusable.reason)
+        }
+        let age = now - Double(entry.stamp)
+        guard age >= -60 else { return .miss(reason: "ignoring \(entryPath(appID)): written in the future") }
+        guard age <= maxStale else {
+            return .miss(reason: "the cached hash of app \(appID) is \(Int(age)) s old, more than --max-stale \(Int(maxStale)) s")
+        }
+        return .hit(secretHash: entry.secretHash, age: max(age, 0))
+    }
+
+    /// One entry as written by `store`: the time of its login and the hash.
+    private struct Entry {
+        let stamp: Int64
+        let secretHash: String
+    }
+
+    /// Why an entry cannot be used.
+    private struct Unusable: Error {
+        let reason: String
+    }
+
+    /// Reads the entry of `appID`, whatever its age, from a folder and a file that pass the ownership checks.
+    private func readEntry(_ appID: String) -> Result<Entry, Unusable> {
+        if let problem = folderProblem() { return .failure(Unusable(reason: problem)) }
 
         let path = entryPath(appID)
         let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard descriptor >= 0 else {
-            if errno == ENOENT { return .miss(reason: "no cached hash for app \(appID)") }
-            return .miss(reason: "cannot read \(path): \(String(cString: strerror(errno)))")
+            if errno == ENOENT { return .failure(Unusable(reason: "no cached hash for app \(appID)")) }
+            return .failure(Unusable(reason: "cannot read \(path): \(String(cString: strerror(errno)))"))
         }
         defer { close(descriptor) }
         var status = stat()
         guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG,
             status.st_uid == geteuid(), status.st_mode & 0o077 == 0
         else {
-            return .miss(reason: "ignoring \(path): not a regular file of this user with mode 0600")
+            return .failure(Unusable(reason: "ignoring \(path): not a regular file of this user with mode 0600"))
         }
 
         var buffer = [UInt8](repeating: 0, count: Self.maxEntryLength + 1)
         let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
         guard count > 0, count <= Self.maxEntryLength else {
-            return .miss(reason: "ignoring \(path): empty, unreadable or longer than \(Self.maxEntryLength) bytes")
+            return .failure(Unusable(
+                reason: "ignoring \(path): empty, unreadable or longer than \(Self.maxEntryLength) bytes"))
         }
         let lines = String(decoding: buffer[..<count], as: UTF8.self)
             .split(separator: "\n", omittingEmptySubsequences: false)
         guard lines.count == 5, lines[0] == Self.header, let stamp = Int64(lines[1]), lines[2] == appID,
             !lines[3].isEmpty, lines[4].isEmpty
         else {
-            return .miss(reason: "ignoring \(path): not an entry of this format")
+            return .failure(Unusable(reason: "ignoring \(path): not an entry of this format"))
         }
-
-        if ignoringAge { return .hit(secretHash: String(lines[3]), age: 0) }
-        let age = now - Double(stamp)
-        guard age >= -60 else { return .miss(reason: "ignoring \(path): written in the future") }
-        guard age <= maxStale else {
-            return .miss(reason: "the cached hash of app \(appID) is \(Int(age)) s old, more than --max-stale \(Int(maxStale)) s")
-        }
-        return .hit(secretHash: String(lines[3]), age: max(age, 0))
+        return .success(Entry(stamp: stamp, secretHash: String(lines[3])))
     }
 }
