@@ -155,8 +155,39 @@ final class Teardown: Sendable {
     }
 }
 
+/// Services that a suite starts before its first test and stops after its last.
+protocol SuiteStack: Sendable {
+    /// Starts every service; the stack's `teardown` stops them.
+    static func start() throws -> Self
+    /// The stack of the suite run that encloses the current test.
+    static var current: Self? { get }
+    /// The task-local value behind `current`, which `StackTrait` binds.
+    static var currentBinding: TaskLocal<Self?> { get }
+    var teardown: Teardown { get }
+}
+
+extension SuiteStack {
+    /// Returns the stack of the enclosing suite run.
+    /// - Throws: `StackSetupError.noStack` outside a suite with this stack's trait.
+    static func require() throws -> Self {
+        guard let stack = current else { throw StackSetupError.noStack }
+        return stack
+    }
+}
+
+/// Starts `Stack` before a suite's first test and stops it after its last,
+/// making it available as `Stack.current` meanwhile.
+struct StackTrait<Stack: SuiteStack>: SuiteTrait, TestScoping {
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        let stack = try Stack.start()
+        try await stack.teardown.runScope(of: stack, boundTo: Stack.currentBinding, performing: function)
+    }
+}
+
 /// The running services of one suite run, and what the tests need to reach them.
-struct EndToEndStack: Sendable {
+struct EndToEndStack: SuiteStack {
     /// The app seeded with `mailcloakctl apps add`, its secret and its one allowed sender.
     static let appID = "crm"
     static let appSecret = "crm-end-to-end-secret"
@@ -175,12 +206,7 @@ struct EndToEndStack: Sendable {
     let postfix: PostfixInstance
     let teardown: Teardown
 
-    /// Returns the stack of the enclosing suite run.
-    /// - Throws: `StackSetupError.noStack` outside the `EndToEnd` suite.
-    static func require() throws -> EndToEndStack {
-        guard let stack = current else { throw StackSetupError.noStack }
-        return stack
-    }
+    static var currentBinding: TaskLocal<EndToEndStack?> { $current }
 
     /// Starts every service in order. When one fails, the ones already
     /// running are stopped before the error is thrown.
@@ -313,20 +339,7 @@ struct EndToEndStack: Sendable {
     }
 }
 
-/// Starts the end-to-end services before the first test of a suite and stops
-/// them after the last one, making them available as `EndToEndStack.current`.
-struct EndToEndStackTrait: SuiteTrait, TestScoping {
-    func provideScope(
-        for test: Test,
-        testCase: Test.Case?,
-        performing function: @Sendable () async throws -> Void
-    ) async throws {
-        let stack = try EndToEndStack.start()
-        try await stack.teardown.runScope(of: stack, boundTo: EndToEndStack.$current, performing: function)
-    }
-}
-
-extension Trait where Self == EndToEndStackTrait {
+extension Trait where Self == StackTrait<EndToEndStack> {
     /// Runs the suite against a new database and newly started keycloak_dev.py,
     /// mailcloak, Dovecot and Postfix.
     static var endToEndStack: Self { Self() }

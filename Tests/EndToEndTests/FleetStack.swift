@@ -17,7 +17,7 @@ import Testing
 #endif
 
 /// The running services of one fleet suite run.
-struct FleetStack: Sendable {
+struct FleetStack: SuiteStack {
     /// The app seeded with `mailcloakctl apps add`, its secret and its one allowed sender.
     static let appID = "crm"
     static let appSecret = "crm-fleet-secret"
@@ -45,10 +45,7 @@ struct FleetStack: Sendable {
     let postfix: PostfixInstance
     let teardown: Teardown
 
-    static func require() throws -> FleetStack {
-        guard let stack = current else { throw StackSetupError.noStack }
-        return stack
-    }
+    static var currentBinding: TaskLocal<FleetStack?> { $current }
 
     var ctl: MailcloakCtl {
         MailcloakCtl(path: settings.mailcloakctlPath, databaseURL: database.url)
@@ -235,17 +232,7 @@ struct FleetStack: Sendable {
     }
 }
 
-/// Starts the fleet services before the suite's first test and stops them after its last.
-struct FleetStackTrait: SuiteTrait, TestScoping {
-    func provideScope(
-        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
-    ) async throws {
-        let stack = try FleetStack.start()
-        try await stack.teardown.runScope(of: stack, boundTo: FleetStack.$current, performing: function)
-    }
-}
-
-extension Trait where Self == FleetStackTrait {
+extension Trait where Self == StackTrait<FleetStack> {
     /// Runs the suite against newly started PostgreSQL, Redis, keycloak_dev.py,
     /// three mailcloak daemons, HAProxy, stunnel, Dovecot and Postfix.
     static var fleetStack: Self { Self() }

@@ -14,7 +14,7 @@ import Testing
 #endif
 
 /// The running services of one shared-cache suite run.
-struct SharedCacheStack: Sendable {
+struct SharedCacheStack: SuiteStack {
     /// Users in the realm: user01..user20, with addresses user01@example.com..user20@example.com.
     static let userCount = 20
     static let daemonCount = 3
@@ -30,10 +30,7 @@ struct SharedCacheStack: Sendable {
     let daemons: [MailcloakDaemon]
     let teardown: Teardown
 
-    static func require() throws -> SharedCacheStack {
-        guard let stack = current else { throw StackSetupError.noStack }
-        return stack
-    }
+    static var currentBinding: TaskLocal<SharedCacheStack?> { $current }
 
     /// `user01`..`user20`.
     static func username(_ number: Int) -> String {
@@ -294,17 +291,7 @@ extension KeycloakDevProcess {
     }
 }
 
-/// Starts the shared-cache services before the suite's first test and stops them after its last.
-struct SharedCacheStackTrait: SuiteTrait, TestScoping {
-    func provideScope(
-        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
-    ) async throws {
-        let stack = try SharedCacheStack.start()
-        try await stack.teardown.runScope(of: stack, boundTo: SharedCacheStack.$current, performing: function)
-    }
-}
-
-extension Trait where Self == SharedCacheStackTrait {
+extension Trait where Self == StackTrait<SharedCacheStack> {
     /// Runs the suite against a new database, keycloak_dev.py, redis-server and three mailcloak daemons.
     static var sharedCacheStack: Self { Self() }
 }

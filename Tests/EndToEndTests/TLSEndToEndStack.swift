@@ -13,7 +13,7 @@ import Testing
 #endif
 
 /// The running services of one TLS suite run.
-struct TLSStack: Sendable {
+struct TLSStack: SuiteStack {
     @TaskLocal static var current: TLSStack?
 
     let settings: StackSettings
@@ -32,10 +32,7 @@ struct TLSStack: Sendable {
     let postfix: PostfixInstance
     let teardown: Teardown
 
-    static func require() throws -> TLSStack {
-        guard let stack = current else { throw StackSetupError.noStack }
-        return stack
-    }
+    static var currentBinding: TaskLocal<TLSStack?> { $current }
 
     func log() -> String { TestEnvironment.readText(mailcloakLog) }
 
@@ -234,17 +231,7 @@ struct TLSStack: Sendable {
     }
 }
 
-/// Starts the TLS services before the suite's first test and stops them after its last.
-struct TLSStackTrait: SuiteTrait, TestScoping {
-    func provideScope(
-        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
-    ) async throws {
-        let stack = try TLSStack.start()
-        try await stack.teardown.runScope(of: stack, boundTo: TLSStack.$current, performing: function)
-    }
-}
-
-extension Trait where Self == TLSStackTrait {
+extension Trait where Self == StackTrait<TLSStack> {
     static var tlsStack: Self { Self() }
 }
 
