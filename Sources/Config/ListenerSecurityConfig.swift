@@ -33,11 +33,11 @@ public struct ListenerTLSConfig: Sendable, Equatable {
     public var expiryWarning: Seconds = 30 * 86400
     /// How often the certificate, key, CA, CRL and ticket key files are checked for changes; 0 turns it off.
     public var reloadInterval: Seconds = 5
-    /// Longest time after a full handshake, the one that checks the client
+    /// Maximum time after a full handshake, the one that checks the client
     /// certificate, during which the client may resume its session.
     public var resumptionMaxAge: Seconds = 7200
     /// File of session ticket keys shared by the instances of a cluster, one
-    /// key a line; nil gives each TLS context random keys of its own.
+    /// key a line. When nil, each TLS context makes random keys of its own.
     public var sessionTicketKeys: String?
 
     public init(certificate: String, key: String, clientCA: String) {

@@ -111,7 +111,7 @@ struct CheckpasswordCache {
         let secretHash: String
     }
 
-    /// Why an entry cannot be used.
+    /// The reason an entry cannot be used.
     private struct Unusable: Error {
         let reason: String
     }

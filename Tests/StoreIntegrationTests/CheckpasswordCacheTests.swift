@@ -92,10 +92,10 @@ import Testing
         let disabled = try ctl(database, ["apps", "disable", "mailer"])
         try #require(disabled.status == 0, "\(disabled)")
 
-        let refused = try Self.login(database.url, "mailer", Self.secret, cache: cache.path, reply: ReplyProgram())
+        let rejected = try Self.login(database.url, "mailer", Self.secret, cache: cache.path, reply: ReplyProgram())
 
         #expect(cachedBefore)
-        #expect(refused == ProcessResult(status: 1, stdout: "", stderr: ""))
+        #expect(rejected == ProcessResult(status: 1, stdout: "", stderr: ""))
         #expect(!FileManager.default.fileExists(atPath: cache.path + "/app-mailer"))
     }
 

@@ -227,11 +227,11 @@ cmd_start() {
         esac
     done
     if [[ -n $checkpassword ]]; then
-        [[ $passwd_file == - ]] || die "give - as PASSWD_FILE with --checkpassword"
+        [[ $passwd_file == - ]] || die "invalid PASSWD_FILE '$passwd_file': expected - with --checkpassword"
         runuser -u dovecot -- test -x "$checkpassword" ||
             die "--checkpassword $checkpassword cannot be run by the dovecot user (check its mode and its parent directories)"
     else
-        [[ $passwd_file != - ]] || die "PASSWD_FILE - needs --checkpassword PROGRAM"
+        [[ $passwd_file != - ]] || die "missing --checkpassword PROGRAM for PASSWD_FILE -"
         [[ -f $passwd_file ]] || die "PASSWD_FILE $passwd_file not found"
         runuser -u dovecot -- test -r "$passwd_file" ||
             die "PASSWD_FILE $passwd_file is not readable by the dovecot user (check its mode and its parent directories)"
